@@ -1,0 +1,4 @@
+from custom_nets.networks.discriminator import Vox2VoxDiscriminator
+from custom_nets.networks.generator import Vox2VoxGenerator
+
+__all__ = ["Vox2VoxDiscriminator", "Vox2VoxGenerator"]

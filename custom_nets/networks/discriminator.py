@@ -1,0 +1,95 @@
+"""The Vox2Vox discriminator: a conditional 3D PatchGAN."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+
+from custom_nets.networks.init import init_pix2pix_weights
+
+__all__ = ["Vox2VoxDiscriminator"]
+
+
+class Vox2VoxDiscriminator(nn.Module):
+    """Conditional 3D PatchGAN discriminator of pix2pix (Isola et al., CVPR 2017) as used by Vox2Vox
+    (Cirillo et al., 2020, https://arxiv.org/abs/2003.13653).
+
+    It judges (condition, target) pairs: ``discriminator(target=y, condition=x)`` concatenates ``target`` then
+    ``condition`` along channels and returns one logit per patch (no sigmoid)::
+
+        cat(target, condition)  (B, target_channels + condition_channels, D, H, W)
+        model   n x [Conv3d k4 s2 p1 (bias) -> norm (not on the first) -> act]   (B, channels[-1], D/2^n, ...)
+        final   see ``variant``                                                  (B, 1, D/2^n, H/2^n, W/2^n)
+
+    ``variant="reference"`` reproduces github.com/chinokenochkan/vox2vox's ``Discriminator(in_channels)``: zero pad
+    one plane at the front of each axis, then Conv3d(k4, p1, no bias). Same parameter names (``model.0.weight``,
+    ``final.weight``); 11,051,968 parameters at 1 + 1 channels. ``variant="vox2vox"`` (default) ends with a
+    shift-free Conv3d(k3, p1, bias).
+
+    Args:
+        condition_channels: channels of the condition (e.g. 4 MRI modalities).
+        target_channels: channels of the real or generated target (e.g. 4 classes, 1 synthesized volume).
+        channels: widths of the strided convolutions. Defaults to ``(64, 128, 256, 512)``.
+        norm: MONAI norm spec of every strided block but the first. Defaults to ``("instance", {"affine": False})``.
+        act: MONAI activation spec. Defaults to LeakyReLU(0.2).
+        variant: ``"vox2vox"`` or ``"reference"``.
+
+    Spatial sizes must be multiples of ``2**len(channels)``.
+    """
+
+    def __init__(
+        self,
+        condition_channels: int = 4,
+        target_channels: int = 4,
+        channels: Sequence[int] = (64, 128, 256, 512),
+        norm: str | tuple | None = ("instance", {"affine": False}),
+        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+        variant: str = "vox2vox",
+    ) -> None:
+        super().__init__()
+        if variant not in ("vox2vox", "reference"):
+            raise ValueError(f"variant must be 'vox2vox' or 'reference', got {variant!r}.")
+        self.condition_channels = condition_channels
+        self.target_channels = target_channels
+        self.size_divisor = 2 ** len(channels)
+        self.reference = variant == "reference"
+        layers: list[nn.Module] = []
+        previous = condition_channels + target_channels
+        for i, c in enumerate(channels):
+            layers.append(nn.Conv3d(previous, c, kernel_size=4, stride=2, padding=1))
+            if i > 0 and norm is not None:
+                layers.append(get_norm_layer(name=norm, spatial_dims=3, channels=c))
+            layers.append(get_act_layer(act))
+            previous = c
+        self.model = nn.Sequential(*layers)
+        if self.reference:
+            self.final = nn.Conv3d(previous, 1, kernel_size=4, padding=1, bias=False)
+        else:
+            self.final = nn.Conv3d(previous, 1, kernel_size=3, padding=1)
+        init_pix2pix_weights(self)
+
+    def forward(self, target: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        if target.shape[1] != self.target_channels or condition.shape[1] != self.condition_channels:
+            raise ValueError(
+                f"Vox2VoxDiscriminator expects target with {self.target_channels} and condition with "
+                f"{self.condition_channels} channels, got {target.shape[1]} and {condition.shape[1]}."
+            )
+        if target.shape[2:] != condition.shape[2:]:
+            raise ValueError(
+                f"target and condition must share spatial size, got {list(target.shape[2:])} "
+                f"and {list(condition.shape[2:])}."
+            )
+        for size in target.shape[2:]:
+            if size % self.size_divisor != 0:
+                raise ValueError(
+                    f"Vox2VoxDiscriminator cannot take spatial size {list(target.shape[2:])}: every axis must be "
+                    f"a multiple of {self.size_divisor}."
+                )
+        h = self.model(torch.cat([target, condition], dim=1))
+        if self.reference:
+            h = F.pad(h, [1, 0, 1, 0, 1, 0])
+        return self.final(h)

@@ -1,0 +1,158 @@
+"""The Vox2Vox generator: a 3D U-Net with a skip-connected bottleneck."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from custom_nets.networks.blocks import BottleneckBlock, DownBlock, OutputBlock, ReferenceBottleneckBlock, UpBlock
+from custom_nets.networks.init import init_pix2pix_weights
+from custom_nets.networks.naming import register_reference_names
+
+__all__ = ["Vox2VoxGenerator"]
+
+VARIANTS = ("vox2vox", "reference")
+
+
+class Vox2VoxGenerator(nn.Module):
+    """Vox2Vox generator, the 3D pix2pix U-Net of
+
+        Cirillo, Abramian, Eklund. "Vox2Vox: 3D-GAN for Brain Tumour Segmentation", BrainLes 2020, LNCS 12658,
+        https://arxiv.org/abs/2003.13653
+
+    built on Isola et al. "Image-to-Image Translation with Conditional Adversarial Networks" (pix2pix), CVPR 2017.
+
+    Layout (``n = len(channels)``, ``C = channels[-1]``)::
+
+        input (B, in_channels, D, H, W)
+        down1 .. downN   Conv3d k4 s2 p1 -> norm (not on down1) -> act          (B, channels[i], D/2^(i+1), ...)
+        mid1 .. midK     bottleneck at D/2^n, see ``variant``
+        up1 .. up(N-1)   ConvTranspose3d k4 s2 p1 -> norm -> up_act, concat skip (B, 2*channels[-i-1], ...)
+        final            ConvTranspose3d k4 s2 p1 (bias) -> out_activation      (B, out_channels, D, H, W)
+
+    ``variant="vox2vox"`` (default) is the paper's design: every bottleneck block concatenates its input features
+    with its convolution's output (a real skip connection), so blocks 2..K see ``2*C`` channels and the decoder
+    receives ``2*C``. No layer shifts the features: the k4 s2 p1 down- and up-sampling are centred, and the stride-1
+    bottleneck convolutions default to an odd kernel (3) with symmetric 'same' padding, since a stride-1 even kernel
+    cannot be centred. ``bottleneck_kernel_size=4`` gives the paper's literal kernel (150,519,812 parameters at
+    4 -> 4 channels, against 83 M with 3); its padding alternates (1, 2) and (2, 1) per block so the half-voxel
+    shifts of the main path cancel pairwise, but each concatenation then joins features half a voxel apart.
+
+    ``variant="reference"`` reproduces github.com/chinokenochkan/vox2vox exactly, including its bottleneck, which
+    concatenates each block's input with itself and pads one plane at the front of each axis after a k4 p1
+    convolution. Its state dict has the reference's names and shapes (``down1.model.0.weight`` ...), so a
+    ``GeneratorUNet(in_channels, out_channels)`` checkpoint loads with ``strict=True``; pass
+    ``out_activation="tanh"`` to get the reference's outputs. At 1 -> 1 channels it has 137,900,033 parameters.
+
+    Whatever the variant, the state dict uses the reference's names (``downI``, ``midI``, ``upI``, ``final``).
+
+    Args:
+        in_channels: number of input channels (e.g. 4 MRI modalities).
+        out_channels: number of output channels (e.g. 4 classes, or 1 synthesized volume).
+        channels: encoder widths, one per downsampling. Defaults to ``(64, 128, 256, 512)``.
+        num_bottleneck: number of bottleneck blocks at the lowest resolution. Defaults to 4.
+        dropout: dropout probability in the bottleneck blocks (active in training only). Defaults to 0.2.
+        out_activation: ``"softmax"`` (segmentation), ``"sigmoid"``, ``"tanh"`` or ``None`` (raw output).
+        variant: ``"vox2vox"`` (paper) or ``"reference"`` (public PyTorch code, checkpoint-compatible).
+        norm: MONAI norm spec of every block but the first. Defaults to ``("instance", {"affine": False})``.
+        act: MONAI activation spec of the encoder and bottleneck. Defaults to LeakyReLU(0.2).
+        up_act: MONAI activation spec of the decoder. Defaults to ReLU.
+        bottleneck_kernel_size: kernel of the bottleneck convolutions (``variant="vox2vox"`` only). Defaults to 3.
+        use_checkpoint: recompute encoder and decoder activations in the backward pass (activation checkpointing):
+            less memory for more compute, training only.
+
+    Spatial sizes must be multiples of ``2**n`` with at least 2 voxels per axis at the bottleneck, i.e. at least
+    ``2**(n+1)`` (32 for the default widths); 64x96x48 is valid, 100x100x100 is not. Other sizes raise
+    ``ValueError`` before any convolution runs. ``variant="reference"`` needs 3 voxels per axis at the bottleneck
+    (48 for the default widths), since its k4 p1 bottleneck convolution drops a plane before the norm.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        out_channels: int = 4,
+        channels: Sequence[int] = (64, 128, 256, 512),
+        num_bottleneck: int = 4,
+        dropout: float = 0.2,
+        out_activation: str | None = "softmax",
+        variant: str = "vox2vox",
+        norm: str | tuple | None = ("instance", {"affine": False}),
+        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+        up_act: str | tuple = "relu",
+        bottleneck_kernel_size: int = 3,
+        use_checkpoint: bool = False,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+        channels = tuple(int(c) for c in channels)
+        if len(channels) < 2:
+            raise ValueError(f"channels needs at least two encoder widths, got {channels}.")
+        if num_bottleneck < 1:
+            raise ValueError(f"num_bottleneck must be >= 1, got {num_bottleneck}.")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.dense_bottleneck = variant == "vox2vox"
+        self.size_divisor = 2 ** len(channels)
+        # the reference bottleneck loses a plane before its norm: it needs 3 voxels per axis there, not 2
+        self.min_size = (2 if variant == "vox2vox" else 3) * self.size_divisor
+        width = channels[-1]
+
+        self.encoder = nn.ModuleList()
+        previous = in_channels
+        for i, c in enumerate(channels):
+            block_norm = None if i == 0 else norm
+            self.encoder.append(DownBlock(previous, c, block_norm, act, use_checkpoint=use_checkpoint))
+            previous = c
+
+        self.bottleneck = nn.ModuleList()
+        for i in range(num_bottleneck):
+            if variant == "reference":
+                out_c = channels[-2] if i == num_bottleneck - 1 else width
+                self.bottleneck.append(ReferenceBottleneckBlock(width, out_c, norm, act, dropout))
+            else:
+                in_c = width if i == 0 else 2 * width
+                self.bottleneck.append(
+                    BottleneckBlock(in_c, width, bottleneck_kernel_size, norm, act, dropout, shift_first=i % 2 == 1)
+                )
+
+        self.decoder = nn.ModuleList()
+        previous = 2 * width if variant == "vox2vox" else channels[-2]
+        for c in reversed(channels[:-1]):
+            self.decoder.append(UpBlock(previous, c, norm, up_act, use_checkpoint=use_checkpoint))
+            previous = 2 * c
+        self.final = OutputBlock(previous, out_channels, out_activation)
+
+        init_pix2pix_weights(self)
+        register_reference_names(self, {"encoder": "down", "bottleneck": "mid", "decoder": "up"})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Vox2VoxGenerator expects input (batch, {self.in_channels}, D, H, W), got {list(x.shape)}."
+            )
+        for size in x.shape[2:]:
+            if size % self.size_divisor != 0 or size < self.min_size:
+                raise ValueError(
+                    f"Vox2VoxGenerator cannot take spatial size {list(x.shape[2:])}: every axis must be a multiple "
+                    f"of {self.size_divisor} and at least {self.min_size} "
+                    f"({self.min_size // self.size_divisor} voxels at the bottleneck)."
+                )
+        skips: list[torch.Tensor] = []
+        h = x
+        for down in self.encoder:
+            h = down(h)
+            skips.append(h)
+        features = h
+        for mid in self.bottleneck:
+            if self.dense_bottleneck:
+                out = mid(h)
+                h = torch.cat([features, out], dim=1)
+                features = out
+            else:
+                h = mid(h)
+        for i, up in enumerate(self.decoder):
+            h = up(h, skips[len(skips) - 2 - i])
+        return self.final(h)
