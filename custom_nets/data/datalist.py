@@ -1,0 +1,277 @@
+"""Scanning BraTS-style datasets into MONAI datalists with deterministic folds.
+
+Recognised layouts (see ``conventions``): BraTS 2020/2021 and BraTS 2023 glioma (one folder per case), and the
+Medical Segmentation Decathlon's Task01_BrainTumour (``dataset.json``, one 4D image per case). The datalist JSON::
+
+    {"layout": "brats2021", "label_convention": "brats2021", "channels": ["flair", "t1", "t1ce", "t2"],
+     "num_folds": 5, "seed": 0,
+     "training": [{"case": "BraTS2021_00000", "image": [flair, t1, t1ce, t2], "label": seg, "fold": 3}, ...],
+     "testing": [{"case": ..., "image": [...]}, ...]}
+
+Paths are relative to the datalist file, as ``monai.data.load_decathlon_datalist`` expects. Decathlon entries hold
+one 4D image path instead of a list (its channels are already in the canonical order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from tqdm import tqdm
+
+from custom_nets.data.conventions import CHANNELS, CLASS_LABELS, FOLDER_LAYOUTS, NIFTI_EXTENSIONS, Layout
+
+
+class DataError(ValueError):
+    """A dataset problem a user can fix: the message names the case, the file and what was expected."""
+
+
+def _is_nifti(name: str) -> bool:
+    return not name.startswith(".") and name.endswith(NIFTI_EXTENSIONS)
+
+
+def _find(folder: str, names: list[str], suffix: str) -> list[str]:
+    return [os.path.join(folder, n) for n in names if any(n.endswith(suffix + ext) for ext in NIFTI_EXTENSIONS)]
+
+
+def _detect_folder_layout(data_dir: str, folders: dict[str, list[str]]) -> Layout:
+    votes = {layout.name: 0 for layout in FOLDER_LAYOUTS}
+    for folder, names in folders.items():
+        for layout in FOLDER_LAYOUTS:
+            votes[layout.name] += sum(bool(_find(folder, names, s)) for s in layout.modality_suffixes)
+    best = max(FOLDER_LAYOUTS, key=lambda layout: votes[layout.name])
+    if votes[best.name] == 0:
+        raise DataError(
+            f"{data_dir}: unrecognised dataset. Expected case folders holding BraTS 2020/2021 files "
+            f"(<case>_flair/_t1/_t1ce/_t2[_seg].nii.gz), BraTS 2023 files (<case>-t2f/-t1n/-t1c/-t2w[-seg].nii.gz), "
+            f"or a Decathlon Task01 folder with dataset.json."
+        )
+    return best
+
+
+def _scan_folders(data_dir: str) -> tuple[Layout, list[dict[str, Any]]]:
+    folders = {}
+    for name in sorted(os.listdir(data_dir)):
+        path = os.path.join(data_dir, name)
+        if os.path.isdir(path) and not name.startswith("."):
+            names = sorted(n for n in os.listdir(path) if _is_nifti(n))
+            if names:
+                folders[path] = names
+    if not folders:
+        raise DataError(
+            f"{data_dir}: no case folders with NIfTI files found (an empty or unrecognised folder). Expected one "
+            f"folder per case in the BraTS 2020/2021 or 2023 layout, or a Decathlon Task01 folder with dataset.json."
+        )
+    layout = _detect_folder_layout(data_dir, folders)
+    cases = []
+    for folder, names in folders.items():
+        case = os.path.basename(folder)
+        images = []
+        for channel, suffix in zip(CHANNELS, layout.modality_suffixes, strict=True):
+            found = _find(folder, names, suffix)
+            if len(found) != 1:
+                problem = "missing modality" if not found else f"{len(found)} files for modality"
+                raise DataError(
+                    f"case {case}: {problem} '{channel}' (expected one file ending in '{suffix}.nii.gz' in {folder}"
+                    f"{'' if not found else ', found ' + ', '.join(map(os.path.basename, found))})."
+                )
+            images.append(found[0])
+        entry: dict[str, Any] = {"case": case, "image": images}
+        labels = _find(folder, names, layout.label_suffix)
+        if len(labels) > 1:
+            raise DataError(f"case {case}: {len(labels)} segmentation files in {folder}, expected at most one.")
+        if labels:
+            entry["label"] = labels[0]
+        cases.append(entry)
+    return layout, cases
+
+
+def _scan_decathlon(data_dir: str) -> tuple[Layout, list[dict[str, Any]]]:
+    index = os.path.join(data_dir, "dataset.json")
+    try:
+        with open(index) as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{index}: cannot read the Decathlon index ({e}).") from e
+    if not isinstance(meta.get("training"), list):
+        raise DataError(f"{index}: expected a 'training' list of {{'image', 'label'}} entries.")
+
+    def resolve(path: str, role: str, case: str) -> str:
+        full = os.path.normpath(os.path.join(data_dir, path))
+        if not os.path.isfile(full):
+            raise DataError(f"case {case}: {role} file {full} listed in {index} does not exist.")
+        return full
+
+    def case_name(path: str) -> str:
+        name = os.path.basename(path)
+        return name[: -len(next(e for e in NIFTI_EXTENSIONS if name.endswith(e)))] if _is_nifti(name) else name
+
+    cases = []
+    for item in meta["training"]:
+        case = case_name(item["image"])
+        cases.append(
+            {
+                "case": case,
+                "image": resolve(item["image"], "image", case),
+                "label": resolve(item["label"], "label", case),
+            }
+        )
+    for item in meta.get("test", []):
+        path = item["image"] if isinstance(item, dict) else item
+        cases.append({"case": case_name(path), "image": resolve(path, "image", case_name(path))})
+    if not cases:
+        raise DataError(f"{index}: lists no cases.")
+    return Layout("decathlon", ("", "", "", ""), "", "decathlon"), cases
+
+
+def scan_dataset(data_dir: str) -> tuple[Layout, list[dict[str, Any]]]:
+    """Finds every case of ``data_dir`` (absolute paths); cases without a segmentation have no ``label`` key."""
+    if not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: dataset folder does not exist.")
+    if os.path.isfile(os.path.join(data_dir, "dataset.json")):
+        return _scan_decathlon(data_dir)
+    return _scan_folders(data_dir)
+
+
+def _read(path: str, case: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)
+    except Exception as e:  # nibabel raises many types for truncated or corrupt files
+        raise DataError(f"case {case}: cannot read {path} ({type(e).__name__}: {e}).") from e
+    return data, image.affine, tuple(image.shape)
+
+
+def verify_case(entry: dict[str, Any], convention: str) -> None:
+    """Reads every file of one case and raises ``DataError`` on unreadable files, mismatched shapes or affines,
+    non-finite voxels, a wrong channel count or label values outside ``convention``."""
+    case = entry["case"]
+    images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
+    reference_shape, reference_affine, reference_path = None, None, None
+    for path in images:
+        data, affine, shape = _read(path, case)
+        if len(images) == 1 and (len(shape) != 4 or shape[3] != len(CHANNELS)):
+            raise DataError(
+                f"case {case}: {path} has shape {shape}, expected a 4D image with {len(CHANNELS)} channels."
+            )
+        if len(images) > 1 and len(shape) != 3:
+            raise DataError(f"case {case}: {path} has shape {shape}, expected a 3D volume.")
+        if reference_shape is None:
+            reference_shape, reference_affine, reference_path = shape[:3], affine, path
+        elif shape[:3] != reference_shape:
+            raise DataError(f"case {case}: {path} has shape {shape[:3]}, but {reference_path} has {reference_shape}.")
+        elif not np.allclose(affine, reference_affine, atol=1e-3):
+            raise DataError(
+                f"case {case}: the affine of {path} differs from that of {reference_path} "
+                f"(modalities must be co-registered on one grid):\n{affine}\nvs\n{reference_affine}"
+            )
+        if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
+            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+            raise DataError(f"case {case}: {path} has {bad} NaN or infinite voxels; expected finite intensities.")
+    if "label" in entry:
+        path = entry["label"]
+        data, affine, shape = _read(path, case)
+        if shape[:3] != reference_shape or len(shape) != 3:
+            raise DataError(f"case {case}: label {path} has shape {shape}, expected {reference_shape}.")
+        if not np.allclose(affine, reference_affine, atol=1e-3):
+            raise DataError(f"case {case}: the affine of label {path} differs from that of {reference_path}.")
+        allowed = CLASS_LABELS[convention]
+        values = np.unique(data)
+        unexpected = [v.item() for v in values if not np.isfinite(v) or v not in allowed]
+        if unexpected:
+            raise DataError(
+                f"case {case}: label {path} holds values {unexpected[:10]} outside the {convention} convention "
+                f"{list(allowed)}."
+            )
+
+
+def assign_folds(cases: list[str], num_folds: int, seed: int) -> dict[str, int]:
+    """Deterministic, balanced folds: the sorted case names are shuffled by ``seed`` and dealt round-robin."""
+    if num_folds < 1:
+        raise ValueError(f"num_folds must be at least 1, got {num_folds}.")
+    if num_folds > len(cases):
+        raise DataError(f"cannot split {len(cases)} labelled cases into {num_folds} folds.")
+    names = sorted(cases)
+    order = np.random.default_rng(seed).permutation(len(names))
+    return {names[j]: rank % num_folds for rank, j in enumerate(order)}
+
+
+def make_datalist(
+    data_dir: str, num_folds: int = 5, seed: int = 0, verify: bool = True, base_dir: str | None = None
+) -> dict[str, Any]:
+    """Builds the datalist dictionary; paths are made relative to ``base_dir`` when it is given."""
+    layout, cases = scan_dataset(data_dir)
+    if verify:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            jobs = [pool.submit(verify_case, entry, layout.label_convention) for entry in cases]
+            for job in tqdm(jobs, desc="verify", unit="case", disable=len(jobs) < 10):
+                job.result()
+    labelled = [c["case"] for c in cases if "label" in c]
+    folds = assign_folds(labelled, num_folds, seed) if labelled else {}
+
+    def rel(path: str) -> str:
+        return os.path.relpath(path, base_dir) if base_dir else path
+
+    training, testing = [], []
+    for entry in cases:
+        image = [rel(p) for p in entry["image"]] if isinstance(entry["image"], list) else rel(entry["image"])
+        item = {"case": entry["case"], "image": image}
+        if "label" in entry:
+            training.append({**item, "label": rel(entry["label"]), "fold": folds[entry["case"]]})
+        else:
+            testing.append(item)
+    return {
+        "description": f"Datalist of {os.path.abspath(data_dir)} made by custom_nets.data",
+        "layout": layout.name,
+        "label_convention": layout.label_convention,
+        "channels": list(CHANNELS),
+        "num_folds": num_folds,
+        "seed": seed,
+        "training": training,
+        "testing": testing,
+    }
+
+
+def write_datalist(
+    data_dir: str, output_file: str | None = None, num_folds: int = 5, seed: int = 0, verify: bool = True
+) -> str:
+    """Scans (and by default fully reads and checks) ``data_dir`` and writes a MONAI datalist JSON.
+
+    Args:
+        data_dir: a BraTS 2020/2021, BraTS 2023 or Decathlon Task01 dataset folder.
+        output_file: where to write; defaults to ``<data_dir>/datalist.json``. Nothing is written on any error.
+        num_folds: number of cross-validation folds of the labelled cases.
+        seed: fold shuffling seed; the same seed and cases give the same folds.
+        verify: read every file to check readability, shapes, affines, finiteness and label values.
+    """
+    output_file = os.path.abspath(output_file or os.path.join(data_dir, "datalist.json"))
+    datalist = make_datalist(data_dir, num_folds, seed, verify, base_dir=os.path.dirname(output_file))
+    os.makedirs(os.path.dirname(output_file), exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(output_file), suffix=".tmp", delete=False) as f:
+        json.dump(datalist, f, indent=4)
+    os.replace(f.name, output_file)
+    print(
+        f"{output_file}: {len(datalist['training'])} labelled and {len(datalist['testing'])} unlabelled cases "
+        f"({datalist['layout']}, {num_folds} folds)"
+    )
+    return output_file
+
+
+def read_datalist_field(datalist_file: str, field: str) -> Any:
+    """One top-level field of a datalist (e.g. ``label_convention``), with an error naming the file if absent."""
+    try:
+        with open(datalist_file) as f:
+            datalist = json.load(f)
+    except OSError as e:
+        raise DataError(
+            f"{datalist_file}: cannot read the datalist ({e}). Make one with "
+            f"`python -m custom_nets.data datalist DATA_DIR`."
+        ) from e
+    if field not in datalist:
+        raise DataError(f"{datalist_file}: no '{field}' field; remake it with `python -m custom_nets.data datalist`.")
+    return datalist[field]

@@ -1,0 +1,95 @@
+"""Pictures a person looks at: modality montages and label overlays (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+# canonical classes: 1 NCR/NET, 2 edema, 3 enhancing tumour
+CLASS_NAMES = {1: "NCR/NET", 2: "edema", 3: "enhancing"}
+CLASS_COLOURS = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.55), (0.1, 0.85, 0.2, 0.45), (1.0, 0.9, 0.0, 0.6)])
+
+
+def _window(image: np.ndarray) -> tuple[float, float]:
+    values = image[image > 0] if np.any(image > 0) else image.ravel()
+    return float(np.percentile(values, 0.5)), float(np.percentile(values, 99.5))
+
+
+def tumour_centre(classes: np.ndarray | None, shape: Sequence[int]) -> tuple[int, int, int]:
+    """Centre of mass of the tumour (any class > 0), or of the volume when there is none."""
+    if classes is not None and np.any(classes > 0):
+        return tuple(int(round(c)) for c in np.argwhere(classes > 0).mean(0))
+    return tuple(s // 2 for s in shape)
+
+
+def _slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
+    return np.rot90(np.take(volume, index, axis=axis))
+
+
+def _legend(fig) -> None:
+    handles = [plt.Rectangle((0, 0), 1, 1, color=CLASS_COLOURS(k)) for k in CLASS_NAMES]
+    fig.legend(handles, list(CLASS_NAMES.values()), loc="lower center", ncol=3, frameon=False)
+
+
+def modality_montage(
+    images: Mapping[str, np.ndarray], classes: np.ndarray | None, output_file: str, title: str = ""
+) -> str:
+    """One axial slice through the tumour centre for each modality, plus the labels over the last modality."""
+    first = next(iter(images.values()))
+    _, _, k = tumour_centre(classes, first.shape)
+    panels = len(images) + (classes is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(3 * panels, 3.4))
+    for ax, (name, image) in zip(axes, images.items(), strict=False):
+        lo, hi = _window(image)
+        ax.imshow(_slice(image, 2, k), cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(name)
+    if classes is not None:
+        name, image = list(images.items())[-1]
+        lo, hi = _window(image)
+        axes[-1].imshow(_slice(image, 2, k), cmap="gray", vmin=lo, vmax=hi)
+        axes[-1].imshow(_slice(classes, 2, k), cmap=CLASS_COLOURS, vmin=0, vmax=3, interpolation="nearest")
+        axes[-1].set_title(f"labels on {name}")
+        _legend(fig)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"{title} (axial slice {k})".strip())
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(output_file, dpi=100)
+    plt.close(fig)
+    return output_file
+
+
+def orthogonal_overlay(
+    background: np.ndarray,
+    overlays: Mapping[str, np.ndarray | None],
+    output_file: str,
+    title: str = "",
+    centre_on: np.ndarray | None = None,
+) -> str:
+    """Axial, coronal and sagittal slices through the tumour centre; one row per overlay (e.g. truth, prediction)."""
+    centre = tumour_centre(centre_on if centre_on is not None else next(iter(overlays.values())), background.shape)
+    lo, hi = _window(background)
+    rows = len(overlays)
+    fig, axes = plt.subplots(rows, 3, figsize=(9, 3.2 * rows + 0.4), squeeze=False)
+    for row, (name, classes) in enumerate(overlays.items()):
+        for col, (axis, view) in enumerate(zip((2, 1, 0), ("axial", "coronal", "sagittal"), strict=True)):
+            ax = axes[row, col]
+            ax.imshow(_slice(background, axis, centre[axis]), cmap="gray", vmin=lo, vmax=hi)
+            if classes is not None:
+                ax.imshow(
+                    _slice(classes, axis, centre[axis]), cmap=CLASS_COLOURS, vmin=0, vmax=3, interpolation="nearest"
+                )
+            ax.set_title(f"{name}: {view} {centre[axis]}")
+            ax.axis("off")
+    _legend(fig)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(output_file, dpi=90)
+    plt.close(fig)
+    return output_file
