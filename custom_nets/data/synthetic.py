@@ -103,7 +103,7 @@ def render(rng: np.random.Generator, tissue: np.ndarray, modality: str) -> np.nd
 
 
 def brats_affine(shape: Sequence[int]) -> np.ndarray:
-    """1 mm voxels with BraTS's axis directions (i: right to left, j: anterior to posterior, k: inferior to superior)."""
+    """1 mm voxels with BraTS's axis directions (i: right to left, j: front to back, k: bottom to top)."""
     return np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, shape[1] - 1], [0, 0, 1.0, 0], [0, 0, 0, 1]])
 
 
