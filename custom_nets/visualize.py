@@ -17,7 +17,7 @@ CLASS_COLOURS = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.55), (0.1, 0.85,
 
 
 def _window(image: np.ndarray) -> tuple[float, float]:
-    values = image[image > 0] if np.any(image > 0) else image.ravel()
+    values = image[image != 0] if np.any(image != 0) else image.ravel()  # skull-stripped: 0 is air
     return float(np.percentile(values, 0.5)), float(np.percentile(values, 99.5))
 
 

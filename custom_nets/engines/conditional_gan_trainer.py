@@ -1,0 +1,224 @@
+"""The pix2pix / Vox2Vox conditional GAN iteration as a MONAI trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
+from monai.engines.workflow import Workflow
+from monai.inferers import Inferer
+from monai.transforms import Transform
+from monai.utils import CommonKeys as Keys
+from torch.optim import Optimizer
+
+__all__ = ["ConditionalGanTrainer"]
+
+
+class ConditionalGanTrainer(SupervisedTrainer):
+    """MONAI trainer for conditional GANs (pix2pix, Vox2Vox): the generator translates the batch's image into its
+    label; a PatchGAN discriminator judges (condition, target) pairs. Everything but the iteration is MONAI's
+    ``SupervisedTrainer`` (handlers, metrics, events, ``state.output``), with the generator as ``network``, its
+    optimizer as ``optimizer`` and the voxel loss as ``loss_function``.
+
+    One iteration (``optimize_parameters`` of pix2pix, the generator run forward once):
+
+    1. ``fake = generator(x)``;
+    2. ``backward_D``: the discriminator scores ``(x, y)`` and ``(x, fake.detach())`` in one batch. Its accuracy
+       (real patches scored >= 0.5, fake patches < 0.5; scores are the raw outputs for least squares and their
+       sigmoid for BCE) gates the update: the discriminator's backward and step run only when the accuracy is
+       ``<= d_threshold`` (1.0: always; negative: never), as in the public Vox2Vox code;
+    3. ``backward_G``: ``g_loss = adversarial_weight * adv(D(x, fake), real) + lambda_voxel * voxel(fake, y)``,
+       with the discriminator's parameters frozen.
+
+    ``state.output`` holds ``image``, ``label``, ``pred`` and the losses ``g_loss``, ``d_loss``, ``adv_loss``,
+    ``voxel_loss``, ``d_accuracy``, ``d_updated`` and ``loss`` (= ``g_loss``). It fires MONAI's
+    ``IterationEvents`` (FORWARD, LOSS, BACKWARD, MODEL_COMPLETED), so postprocessing and train metrics run.
+
+    AMP (``amp=True``): fp16 autocast with a ``GradScaler`` on CUDA, bf16 autocast on CPU; losses are computed in
+    fp32. A non-finite loss raises ``FloatingPointError`` naming the epoch and iteration before any step.
+
+    Args:
+        device, max_epochs, train_data_loader, epoch_length, non_blocking, prepare_batch, iteration_update,
+        postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
+        event_to_attr, decollate, to_kwargs: as ``monai.engines.SupervisedTrainer``.
+        network: the generator.
+        optimizer: the generator's optimizer.
+        loss_function: the voxel loss ``(pred, target)``, e.g. ``monai.losses.GeneralizedDiceLoss`` or L1.
+        discriminator: conditional discriminator called as ``discriminator(target=..., condition=...)``.
+        d_optimizer: the discriminator's optimizer.
+        adversarial_loss: ``monai.losses.PatchAdversarialLoss``-like ``(logits, target_is_real, for_discriminator)``.
+        lambda_voxel: weight of the voxel loss. Defaults to 5 (the Vox2Vox paper).
+        adversarial_weight: weight of the generator's adversarial term; 0 trains the generator alone. Defaults to 1.
+        d_threshold: the discriminator steps only when its batch accuracy is ``<= d_threshold``. Defaults to 0.8.
+        inferer: how the generator is run on the batch. Defaults to ``SimpleInferer``.
+        amp: mixed precision as above.
+        amp_dtype: autocast dtype; defaults to float16 on CUDA and bfloat16 elsewhere.
+        optim_set_to_none: ``zero_grad(set_to_none=...)``. Defaults to True.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: torch.nn.Module,
+        optimizer: Optimizer,
+        loss_function: Callable,
+        discriminator: torch.nn.Module,
+        d_optimizer: Optimizer,
+        adversarial_loss: Callable,
+        lambda_voxel: float = 5.0,
+        adversarial_weight: float = 1.0,
+        d_threshold: float = 0.8,
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        prepare_batch: Callable = default_prepare_batch,
+        iteration_update: Callable | None = None,
+        inferer: Inferer | None = None,
+        postprocessing: Transform | None = None,
+        key_train_metric: dict | None = None,
+        additional_metrics: dict | None = None,
+        metric_cmp_fn: Callable = default_metric_cmp_fn,
+        train_handlers: Sequence | None = None,
+        amp: bool = False,
+        amp_dtype: torch.dtype | None = None,
+        event_names: list | None = None,
+        event_to_attr: dict | None = None,
+        decollate: bool = True,
+        optim_set_to_none: bool = True,
+        to_kwargs: dict | None = None,
+    ) -> None:
+        device = torch.device(device)
+        amp_dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=loss_function,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            prepare_batch=prepare_batch,
+            iteration_update=iteration_update,
+            inferer=inferer,
+            postprocessing=postprocessing,
+            key_train_metric=key_train_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=metric_cmp_fn,
+            train_handlers=train_handlers,
+            amp=amp,
+            event_names=event_names,
+            event_to_attr=event_to_attr,
+            decollate=decollate,
+            optim_set_to_none=optim_set_to_none,
+            to_kwargs=to_kwargs,
+            amp_kwargs={"dtype": amp_dtype},
+        )
+        self.discriminator = discriminator
+        self.d_optimizer = d_optimizer
+        self.adversarial_loss = adversarial_loss
+        self.lambda_voxel = float(lambda_voxel)
+        self.adversarial_weight = float(adversarial_weight)
+        self.d_threshold = float(d_threshold)
+        self.amp_dtype = amp_dtype
+        # created here rather than in run() so that its state can be checkpointed and resumed
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
+
+    def run(self) -> None:
+        Workflow.run(self)  # not Trainer.run, which would replace the scaler made in __init__
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.state.device.type, dtype=self.amp_dtype, enabled=self.amp)
+
+    def _scores(self, logits: torch.Tensor) -> torch.Tensor:
+        if getattr(self.adversarial_loss, "criterion", "least_squares") == "bce":
+            return torch.sigmoid(logits)
+        return logits
+
+    def _check_finite(self, **losses: torch.Tensor) -> None:
+        for name, value in losses.items():
+            if not torch.isfinite(value):
+                raise FloatingPointError(
+                    f"non-finite {name} ({value.item()}) at epoch {self.state.epoch}, iteration "
+                    f"{self.state.iteration}; no optimizer stepped, earlier checkpoints are intact. Lower the "
+                    f"learning rate, check the data for extreme values, or disable amp."
+                )
+
+    def _step(self, loss: torch.Tensor, optimizer: Optimizer, fire: bool = False) -> None:
+        self.scaler.scale(loss).backward()
+        if fire:
+            self.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        self.scaler.step(optimizer)
+
+    def backward_d(self, inputs: torch.Tensor, targets: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
+        """Scores real and fake pairs, measures the discriminator's accuracy and steps it if the gate is open."""
+        batch = inputs.shape[0]
+        self.discriminator.requires_grad_(True)
+        self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        with self._autocast():
+            logits = self.discriminator(
+                target=torch.cat([targets, fake.detach()]), condition=torch.cat([inputs, inputs])
+            ).float()
+        real, fake_logits = logits[:batch], logits[batch:]
+        with torch.no_grad():
+            real_scores, fake_scores = self._scores(real), self._scores(fake_logits)
+            correct = (real_scores >= 0.5).sum() + (fake_scores < 0.5).sum()
+            accuracy = correct.float() / logits.numel()
+        d_loss = 0.5 * (
+            self.adversarial_loss(real, target_is_real=True, for_discriminator=True)
+            + self.adversarial_loss(fake_logits, target_is_real=False, for_discriminator=True)
+        )
+        self._check_finite(d_loss=d_loss)
+        update = bool(accuracy.item() <= self.d_threshold)
+        if update:
+            self._step(d_loss, self.d_optimizer)
+        return {"d_loss": d_loss.detach(), "d_accuracy": accuracy.item(), "d_updated": float(update)}
+
+    def backward_g(self, inputs: torch.Tensor, targets: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
+        """Adversarial plus weighted voxel loss for the generator, with the discriminator frozen."""
+        self.discriminator.requires_grad_(False)
+        self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        if self.adversarial_weight != 0:
+            with self._autocast():
+                logits = self.discriminator(target=fake, condition=inputs).float()
+            adv_loss = self.adversarial_loss(logits, target_is_real=True, for_discriminator=False)
+        else:
+            adv_loss = torch.zeros((), device=fake.device)
+        voxel_loss = self.loss_function(fake.float(), targets.float()).mean()
+        g_loss = self.adversarial_weight * adv_loss + self.lambda_voxel * voxel_loss
+        self.state.output.update({Keys.LOSS: g_loss, "g_loss": g_loss, "adv_loss": adv_loss, "voxel_loss": voxel_loss})
+        self.fire_event(IterationEvents.LOSS_COMPLETED)
+        self._check_finite(g_loss=g_loss)
+        self._step(g_loss, self.optimizer, fire=True)
+        self.discriminator.requires_grad_(True)
+        return {
+            k: v.detach() for k, v in self.state.output.items() if k in ("loss", "g_loss", "adv_loss", "voxel_loss")
+        }
+
+    def _iteration(self, engine: ConditionalGanTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+        inputs, targets = batch[0], batch[1]
+        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
+        engine.network.train()
+        engine.discriminator.train()
+        with engine._autocast():
+            fake = engine.inferer(inputs, engine.network)
+        if fake.shape[1] != targets.shape[1]:
+            raise ValueError(
+                f"the generator outputs {fake.shape[1]} channels but the data's target has {targets.shape[1]} "
+                f"(network_def out_channels vs the label's classes or target modalities)."
+            )
+        engine.state.output[Keys.PRED] = fake
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        d_stats = engine.backward_d(inputs, targets, fake)
+        g_stats = engine.backward_g(inputs, targets, fake)
+        engine.scaler.update()
+        engine.state.output.update({**g_stats, **d_stats, Keys.PRED: fake.detach()})
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output

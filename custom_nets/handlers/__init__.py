@@ -1,0 +1,13 @@
+from custom_nets.handlers.checkpoint import AtomicCheckpointSaver
+from custom_nets.handlers.regions import REGION_CHANNELS, regions_to_classes
+from custom_nets.handlers.run_record import RunRecord, package_versions
+from custom_nets.handlers.snapshot import ValidationSnapshot
+
+__all__ = [
+    "REGION_CHANNELS",
+    "AtomicCheckpointSaver",
+    "RunRecord",
+    "ValidationSnapshot",
+    "package_versions",
+    "regions_to_classes",
+]

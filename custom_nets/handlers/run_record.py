@@ -1,0 +1,82 @@
+"""pix2pix's habit: save the resolved options and the software versions with each run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+from importlib import metadata
+
+import torch
+from ignite.engine import Engine, Events
+from monai.bundle import ConfigParser
+
+PACKAGES = ("custom_nets", "monai", "torch", "pytorch-ignite", "numpy", "nibabel", "itk", "tensorboard", "fire")
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["cuda"] = torch.version.cuda
+    versions["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return versions
+
+
+def command_line_config(argv: list[str] | None = None) -> dict | None:
+    """The config a ``python -m monai.bundle run`` command line resolves to: its config files merged left to right
+    with its ``--key value`` overrides applied, as MONAI does. ``None`` when ``argv`` is no such command."""
+    from fire.parser import DefaultParseValue
+
+    argv = sys.argv if argv is None else argv
+    if "run" not in argv:
+        return None
+    tokens = argv[argv.index("run") + 1 :]
+    overrides, i = {}, 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.startswith("--"):
+            key, _, value = token[2:].partition("=")
+            if not _ and i + 1 < len(tokens):
+                value, i = tokens[i + 1], i + 1
+            overrides[key] = DefaultParseValue(value)
+        i += 1
+    config_file = overrides.pop("config_file", None)
+    if config_file is None:
+        return None
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    for key in ("meta_file", "logging_file", "tracking", "args_file"):
+        overrides.pop(key, None)
+    parser.update(overrides)
+    return {"argv": list(argv), "cwd": os.getcwd(), "overrides": overrides, "config": parser.get()}
+
+
+class RunRecord:
+    """Writes ``config.json`` (the merged config with the command line's overrides, and the command itself) and
+    ``versions.json`` into ``output_dir`` when the engine starts; on rank 0 only."""
+
+    def __init__(self, output_dir: str, values: dict | None = None) -> None:
+        self.output_dir = output_dir
+        self.values = values or {}
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return
+        os.makedirs(self.output_dir, exist_ok=True)
+        record = command_line_config() or {"argv": list(sys.argv), "cwd": os.getcwd()}
+        record["resolved"] = self.values
+        with open(os.path.join(self.output_dir, "config.json"), "w") as f:
+            json.dump(record, f, indent=4, default=str)
+        with open(os.path.join(self.output_dir, "versions.json"), "w") as f:
+            json.dump(package_versions(), f, indent=4)
+        self.logger.info(f"run record written to {self.output_dir}/config.json and versions.json")

@@ -1,0 +1,70 @@
+"""A picture of one validation case per validation: FLAIR with the ground truth and the prediction overlaid."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from custom_nets.handlers.regions import regions_to_classes
+from custom_nets.visualize import orthogonal_overlay
+
+
+class ValidationSnapshot:
+    """Attach to the validation evaluator. After its first iteration of each run it writes
+    ``<output_dir>/epoch_<NNNN>.png`` (axial, coronal, sagittal slices through the tumour; rows: ground truth and
+    prediction) and adds the same picture to TensorBoard when ``log_dir`` is given. Rank 0 only.
+
+    Args:
+        output_dir: folder of the PNG files.
+        log_dir: TensorBoard log folder, or None.
+        image_channel: channel of the image drawn underneath (0 = FLAIR in the canonical order).
+        tag: TensorBoard tag.
+    """
+
+    def __init__(self, output_dir: str, log_dir: str | None = None, image_channel: int = 0, tag: str = "validation"):
+        self.output_dir = output_dir
+        self.log_dir = log_dir
+        self.image_channel = image_channel
+        self.tag = tag
+        self._writer = None
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        # every evaluation run restarts the evaluator's iteration count, so this fires once per validation
+        engine.add_event_handler(Events.ITERATION_COMPLETED(once=1), self)
+
+    def __call__(self, engine: Engine) -> None:
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return
+        item = engine.state.output[0] if isinstance(engine.state.output, list) else engine.state.output
+        image = np.asarray(item["image"][self.image_channel].detach().cpu())
+        truth = regions_to_classes(item["label"])
+        pred = regions_to_classes(item["pred"])
+        os.makedirs(self.output_dir, exist_ok=True)
+        path = os.path.join(self.output_dir, f"epoch_{engine.state.epoch:04d}.png")
+        name = (
+            os.path.basename(str(item["image"].meta.get("filename_or_obj", "")))
+            if hasattr(item["image"], "meta")
+            else ""
+        )
+        orthogonal_overlay(
+            image,
+            {"ground truth": truth, "prediction": pred},
+            path,
+            title=f"epoch {engine.state.epoch} {name}",
+            centre_on=truth,
+        )
+        if self.log_dir is not None:
+            if self._writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(self.log_dir)
+            picture = plt.imread(path)[..., :3]
+            self._writer.add_image(self.tag, picture, engine.state.epoch, dataformats="HWC")
+            self._writer.flush()
+        self.logger.info(f"validation snapshot: {path}")

@@ -1,0 +1,20 @@
+"""Small helpers the bundle configs call."""
+
+from __future__ import annotations
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", "none", ""}
+
+
+def flag(value) -> bool:
+    """A config switch as a bool: ``--resume true`` arrives from the command line as the string ``"true"``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean switch (true/false), got {value!r}.")

@@ -1,0 +1,56 @@
+"""Running the real bundle: ``python -m monai.bundle run ...`` in a subprocess from ``bundle/``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "bundle"
+
+# narrow widths and small crops: a few seconds per epoch on 2 CPU cores
+TINY = {
+    "roi_size": [32, 32, 32],
+    "generator_channels": [4, 8, 16, 32],
+    "discriminator_channels": [4, 8, 16, 32],
+    "num_workers": 0,
+    "sw_batch_size": 4,
+}
+
+
+def write_overrides(path, **values):
+    path = Path(path)
+    path.write_text(json.dumps({**TINY, **values}, indent=4))
+    return str(path)
+
+
+def config_list(*names):
+    return "[" + ",".join(f"'{n}'" for n in names) + "]"
+
+
+def bundle_command(run_id, configs, **overrides):
+    cmd = [sys.executable, "-m", "monai.bundle", "run"]
+    if run_id:
+        cmd.append(run_id)
+    cmd += ["--config_file", config_list(*configs)]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", str(value)]
+    return cmd
+
+
+def run_bundle(run_id, configs, timeout=600, check=True, **overrides):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        bundle_command(run_id, configs, **overrides),
+        cwd=BUNDLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"bundle run failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
+    return result

@@ -1,0 +1,237 @@
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+from monai.losses import GeneralizedDiceLoss, PatchAdversarialLoss
+from monai.utils import set_determinism
+from torch.utils.data import DataLoader
+
+from custom_nets import Vox2VoxDiscriminator, Vox2VoxGenerator
+from custom_nets.engines import ConditionalGanTrainer, latest_checkpoint, resumable_state
+from custom_nets.handlers import AtomicCheckpointSaver
+from tests.bundle_helpers import BUNDLE, ROOT, bundle_command, run_bundle, write_overrides
+
+TINY = (4, 8, 16, 32)
+
+
+def make_trainer(d_threshold=0.8, epochs=1, n=4, criterion="least_squares", amp=False, lambda_voxel=5.0, **kwargs):
+    set_determinism(0)
+    x = torch.randn(n, 4, 32, 32, 32)
+    labels = torch.randint(0, 4, (n, 1, 32, 32, 32))
+    y = torch.zeros(n, 4, 32, 32, 32).scatter_(1, labels, 1.0)
+    loader = DataLoader([{"image": x[i], "label": y[i]} for i in range(n)], batch_size=1)
+    gen, disc = Vox2VoxGenerator(4, 4, channels=TINY), Vox2VoxDiscriminator(4, 4, channels=TINY)
+    return ConditionalGanTrainer(
+        device="cpu",
+        max_epochs=epochs,
+        train_data_loader=loader,
+        network=gen,
+        optimizer=torch.optim.Adam(gen.parameters(), 2e-4, betas=(0.5, 0.999)),
+        loss_function=GeneralizedDiceLoss(softmax=False),
+        discriminator=disc,
+        d_optimizer=torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999)),
+        adversarial_loss=PatchAdversarialLoss(criterion=criterion, no_activation_leastsq=True),
+        d_threshold=d_threshold,
+        amp=amp,
+        lambda_voxel=lambda_voxel,
+        decollate=False,
+        **kwargs,
+    )
+
+
+def record_iterations(trainer):
+    rows = []
+
+    def snapshot(engine):
+        weights = torch.cat([p.detach().flatten() for p in engine.discriminator.parameters()]).clone()
+        grads = [p.grad for p in engine.discriminator.parameters()]
+        rows.append(
+            {**{k: float(engine.state.output[k]) for k in ("d_accuracy", "d_updated")}, "w": weights, "grads": grads}
+        )
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, snapshot)
+    before = torch.cat([p.detach().flatten() for p in trainer.discriminator.parameters()]).clone()
+    trainer.run()
+    return before, rows
+
+
+@pytest.mark.parametrize("threshold, expected", [(1.0, 1.0), (-1.0, 0.0)])
+def test_gate_always_or_never(threshold, expected):
+    before, rows = record_iterations(make_trainer(d_threshold=threshold))
+    assert [r["d_updated"] for r in rows] == [expected] * 4
+    for row in rows:
+        changed = not torch.equal(row["w"], before)
+        assert changed == bool(expected)
+        if not expected:  # gate closed: no discriminator backward ran, so no gradient exists
+            assert all(g is None for g in row["grads"])
+        before = row["w"]
+
+
+def test_gate_steps_exactly_when_accuracy_at_most_threshold():
+    trainer = make_trainer(d_threshold=0.5, n=10)
+    trainer.d_optimizer = torch.optim.Adam(trainer.discriminator.parameters(), 1e-2)  # moves the accuracy quickly
+    before, rows = record_iterations(trainer)
+    for row in rows:
+        assert row["d_updated"] == float(row["d_accuracy"] <= 0.5)
+        assert (not torch.equal(row["w"], before)) == bool(row["d_updated"])
+        before = row["w"]
+    assert {r["d_updated"] for r in rows} == {0.0, 1.0}, "threshold 0.5 should both open and close on this data"
+
+
+def test_generator_runs_forward_once_per_iteration():
+    trainer = make_trainer(epochs=2, n=3)
+    calls = []
+    trainer.network.register_forward_hook(lambda *_: calls.append(1))
+    trainer.run()
+    assert len(calls) == trainer.state.iteration == 6
+
+
+def test_output_keys_and_generator_learns():
+    trainer = make_trainer(epochs=1, n=2)
+    trainer.run()
+    out = trainer.state.output
+    assert {
+        "image",
+        "label",
+        "pred",
+        "loss",
+        "g_loss",
+        "d_loss",
+        "adv_loss",
+        "voxel_loss",
+        "d_accuracy",
+        "d_updated",
+    } <= set(out)
+    torch.testing.assert_close(out["g_loss"], out["adv_loss"] + 5.0 * out["voxel_loss"])
+
+
+@pytest.mark.parametrize("criterion", ["bce", "least_squares"])
+def test_amp_and_criteria_at_tiny_size(criterion):
+    trainer = make_trainer(n=1, criterion=criterion, amp=True, d_threshold=1.0)
+    assert not trainer.scaler.is_enabled()  # CPU: bf16 autocast needs no scaler
+    trainer.run()
+    assert np.isfinite(float(trainer.state.output["g_loss"])) and trainer.state.output["d_updated"] == 1.0
+
+
+def test_adversarial_weight_zero_trains_generator_alone():
+    trainer = make_trainer(n=1, adversarial_weight=0.0)
+    trainer.run()
+    assert float(trainer.state.output["adv_loss"]) == 0.0
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    trainer = make_trainer(n=2)
+    saver = AtomicCheckpointSaver(str(tmp_path), resumable_state(trainer), file_prefix="", save_interval=1, n_saved=1)
+    saver.attach(trainer)
+    trainer.run()
+    path = latest_checkpoint(str(tmp_path))
+    saved = open(path, "rb").read()
+    trainer.lambda_voxel = float("nan")
+    trainer.state.max_epochs = 2
+    with pytest.raises(FloatingPointError, match=r"non-finite g_loss \(nan\) at epoch 2, iteration 3"):
+        trainer.run()
+    assert latest_checkpoint(str(tmp_path)) == path and open(path, "rb").read() == saved
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+
+
+def test_latest_checkpoint_errors_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no resumable checkpoint"):
+        latest_checkpoint(str(tmp_path))
+    for epoch in (2, 10, 9):
+        (tmp_path / f"checkpoint_epoch={epoch}.pt").write_bytes(b"")
+    assert latest_checkpoint(str(tmp_path)).endswith("checkpoint_epoch=10.pt")
+
+
+# ---- the bundle, run as a user runs it -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from custom_nets.data import write_datalist
+    from custom_nets.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("tiny_brats")
+    synthesize(str(root), num_cases=5, seed=11, shape=(48, 48, 40), progress=False)
+    write_datalist(str(root), num_folds=5, seed=0)
+    return str(root)
+
+
+def test_property_check_reports_nothing_missing(tiny_dataset):
+    workflow = ConfigWorkflow(
+        config_file=[str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "quick.json")],
+        workflow_type="train",
+        dataset_dir=tiny_dataset,
+    )
+    workflow.initialize()
+    assert not workflow.check_properties()
+
+
+def test_bundle_training_writes_model_events_and_record(tiny_dataset, tmp_path):
+    overrides = write_overrides(tmp_path / "tiny.json", epochs=2)
+    out, ckpt = tmp_path / "out", tmp_path / "models"
+    # roi 48 on 48x48x40 volumes: the crop pads the short axis instead of failing
+    run_bundle(
+        "training",
+        ["configs/train.json", "configs/quick.json", overrides],
+        dataset_dir=tiny_dataset,
+        output_dir=out,
+        ckpt_dir=ckpt,
+        roi_size="[48,48,48]",
+    )
+    state = torch.load(ckpt / "model.pt", weights_only=True)
+    assert next(iter(state)) == "down1.model.0.weight" and "final.0.bias" in state  # flat generator state dict
+    Vox2VoxGenerator(4, 4, channels=TINY).load_state_dict(state)
+    assert sorted(os.listdir(ckpt)) == ["checkpoint_epoch=2.pt", "model.pt"]
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tensorboard"))
+    assert sorted(os.listdir(out / "validation")) == ["epoch_0001.png", "epoch_0002.png"]
+    record = json.load(open(out / "config.json"))
+    assert record["resolved"]["roi_size"] == [48, 48, 48] and record["resolved"]["num_train_cases"] == 4
+    assert record["config"]["roi_size"] == [48, 48, 48] and record["overrides"]["dataset_dir"] == tiny_dataset
+    assert json.load(open(out / "versions.json"))["monai"]
+
+
+def test_wrong_channel_count_fails_at_start_naming_both(tiny_dataset, tmp_path):
+    overrides = write_overrides(tmp_path / "tiny.json", epochs=1)
+    result = run_bundle(
+        "training",
+        ["configs/train.json", overrides],
+        check=False,
+        dataset_dir=tiny_dataset,
+        output_dir=tmp_path / "out",
+        ckpt_dir=tmp_path / "m",
+        **{"network_def#in_channels": 3},
+    )
+    assert result.returncode != 0
+    assert "expects input (batch, 3, D, H, W), got [1, 4, 32, 32, 32]" in result.stderr
+
+
+def test_killed_run_resumes_with_same_epoch_and_optimizer_state(tiny_dataset, tmp_path):
+    overrides = write_overrides(tmp_path / "tiny.json", epochs=4, val_interval=10)
+    ckpt = tmp_path / "models"
+    args = dict(dataset_dir=tiny_dataset, output_dir=tmp_path / "out", ckpt_dir=ckpt)
+    cmd = bundle_command(None, ["configs/train.json", overrides], **args)  # plain `run` also trains
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=BUNDLE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (ckpt / "checkpoint_epoch=2.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before its second checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = torch.load(ckpt / "checkpoint_epoch=2.pt", weights_only=True)
+    assert killed["trainer"]["iteration"] == 8  # 4 training cases x 2 epochs
+    result = run_bundle(None, ["configs/train.json", overrides], resume="true", **args)
+    log = result.stdout + result.stderr
+    assert "Epoch: 3/4, Iter: 1/4" in log and "Epoch: 1/4" not in log and "Epoch: 2/4" not in log
+    final = torch.load(ckpt / "checkpoint_epoch=4.pt", weights_only=True)
+    assert final["trainer"]["iteration"] == 16
+    # Adam's step count continued from the killed run's instead of restarting
+    step = next(iter(final["g_optimizer"]["state"].values()))["step"]
+    assert int(step) == 16
