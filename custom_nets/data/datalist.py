@@ -54,7 +54,7 @@ def _detect_folder_layout(data_dir: str, folders: dict[str, list[str]]) -> Layou
     return best
 
 
-def _scan_folders(data_dir: str) -> tuple[Layout, list[dict[str, Any]]]:
+def _scan_folders(data_dir: str, problems: list | None) -> tuple[Layout, list[dict[str, Any]]]:
     folders = {}
     for name in sorted(os.listdir(data_dir)):
         path = os.path.join(data_dir, name)
@@ -70,28 +70,37 @@ def _scan_folders(data_dir: str) -> tuple[Layout, list[dict[str, Any]]]:
     layout = _detect_folder_layout(data_dir, folders)
     cases = []
     for folder, names in folders.items():
-        case = os.path.basename(folder)
-        images = []
-        for channel, suffix in zip(CHANNELS, layout.modality_suffixes, strict=True):
-            found = _find(folder, names, suffix)
-            if len(found) != 1:
-                problem = "missing modality" if not found else f"{len(found)} files for modality"
-                raise DataError(
-                    f"case {case}: {problem} '{channel}' (expected one file ending in '{suffix}.nii.gz' in {folder}"
-                    f"{'' if not found else ', found ' + ', '.join(map(os.path.basename, found))})."
-                )
-            images.append(found[0])
-        entry: dict[str, Any] = {"case": case, "image": images}
-        labels = _find(folder, names, layout.label_suffix)
-        if len(labels) > 1:
-            raise DataError(f"case {case}: {len(labels)} segmentation files in {folder}, expected at most one.")
-        if labels:
-            entry["label"] = labels[0]
-        cases.append(entry)
+        try:
+            cases.append(_folder_case(folder, names, layout))
+        except DataError as e:
+            if problems is None:
+                raise
+            problems.append((os.path.basename(folder), str(e)))
     return layout, cases
 
 
-def _scan_decathlon(data_dir: str) -> tuple[Layout, list[dict[str, Any]]]:
+def _folder_case(folder: str, names: list[str], layout: Layout) -> dict[str, Any]:
+    case = os.path.basename(folder)
+    images = []
+    for channel, suffix in zip(CHANNELS, layout.modality_suffixes, strict=True):
+        found = _find(folder, names, suffix)
+        if len(found) != 1:
+            problem = "missing modality" if not found else f"{len(found)} files for modality"
+            raise DataError(
+                f"case {case}: {problem} '{channel}' (expected one file ending in '{suffix}.nii.gz' in {folder}"
+                f"{'' if not found else ', found ' + ', '.join(map(os.path.basename, found))})."
+            )
+        images.append(found[0])
+    entry: dict[str, Any] = {"case": case, "image": images}
+    labels = _find(folder, names, layout.label_suffix)
+    if len(labels) > 1:
+        raise DataError(f"case {case}: {len(labels)} segmentation files in {folder}, expected at most one.")
+    if labels:
+        entry["label"] = labels[0]
+    return entry
+
+
+def _scan_decathlon(data_dir: str, problems: list | None) -> tuple[Layout, list[dict[str, Any]]]:
     index = os.path.join(data_dir, "dataset.json")
     try:
         with open(index) as f:
@@ -112,30 +121,34 @@ def _scan_decathlon(data_dir: str) -> tuple[Layout, list[dict[str, Any]]]:
         return name[: -len(next(e for e in NIFTI_EXTENSIONS if name.endswith(e)))] if _is_nifti(name) else name
 
     cases = []
-    for item in meta["training"]:
-        case = case_name(item["image"])
-        cases.append(
-            {
-                "case": case,
-                "image": resolve(item["image"], "image", case),
-                "label": resolve(item["label"], "label", case),
-            }
-        )
-    for item in meta.get("test", []):
-        path = item["image"] if isinstance(item, dict) else item
-        cases.append({"case": case_name(path), "image": resolve(path, "image", case_name(path))})
+    listed = [(item["image"], item["label"]) for item in meta["training"]]
+    listed += [(item["image"] if isinstance(item, dict) else item, None) for item in meta.get("test", [])]
+    for image, label in listed:
+        case = case_name(image)
+        try:
+            entry = {"case": case, "image": resolve(image, "image", case)}
+            if label is not None:
+                entry["label"] = resolve(label, "label", case)
+            cases.append(entry)
+        except DataError as e:
+            if problems is None:
+                raise
+            problems.append((case, str(e)))
     if not cases:
         raise DataError(f"{index}: lists no cases.")
     return Layout("decathlon", ("", "", "", ""), "", "decathlon"), cases
 
 
-def scan_dataset(data_dir: str) -> tuple[Layout, list[dict[str, Any]]]:
-    """Finds every case of ``data_dir`` (absolute paths); cases without a segmentation have no ``label`` key."""
+def scan_dataset(data_dir: str, problems: list | None = None) -> tuple[Layout, list[dict[str, Any]]]:
+    """Finds every case of ``data_dir`` (absolute paths); cases without a segmentation have no ``label`` key.
+
+    A case with missing files raises ``DataError``, unless ``problems`` is a list: then ``(case, message)`` is
+    appended to it and the case left out (inference goes on with the other cases)."""
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: dataset folder does not exist.")
     if os.path.isfile(os.path.join(data_dir, "dataset.json")):
-        return _scan_decathlon(data_dir)
-    return _scan_folders(data_dir)
+        return _scan_decathlon(data_dir, problems)
+    return _scan_folders(data_dir, problems)
 
 
 def _read(path: str, case: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:

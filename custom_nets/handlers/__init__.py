@@ -1,4 +1,6 @@
+from custom_nets.handlers.brats_metrics import BratsMetricsWriter
 from custom_nets.handlers.checkpoint import AtomicCheckpointSaver
+from custom_nets.handlers.prediction_writer import PredictionWriter
 from custom_nets.handlers.regions import REGION_CHANNELS, regions_to_classes
 from custom_nets.handlers.run_record import RunRecord, package_versions
 from custom_nets.handlers.snapshot import ValidationSnapshot
@@ -6,6 +8,8 @@ from custom_nets.handlers.snapshot import ValidationSnapshot
 __all__ = [
     "REGION_CHANNELS",
     "AtomicCheckpointSaver",
+    "BratsMetricsWriter",
+    "PredictionWriter",
     "RunRecord",
     "ValidationSnapshot",
     "package_versions",

@@ -1,0 +1,86 @@
+"""Writes each case's label map as NIfTI with its input's header, and a picture of it over FLAIR."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import nibabel as nib
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from custom_nets.data.conventions import CLASS_LABELS
+from custom_nets.handlers.regions import case_name, decollated_items
+from custom_nets.visualize import orthogonal_overlay
+
+
+class PredictionWriter:
+    """Attach to an evaluator whose postprocessing leaves in ``pred_key`` the label map already inverted to the
+    input's grid (``Invertd``) and mapped to the input's label convention. For each case it writes
+    ``<output_dir>/<case>.nii.gz`` with the header (shape, affine, qform/sform, orientation) of the input file in
+    ``reference_key``, and ``<output_dir>/<case>.png``: axial, coronal and sagittal slices through the tumour's centre
+    with the labels over FLAIR. Rank 0 only.
+
+    Args:
+        output_dir: where to write.
+        label_convention: the convention of the labels in ``pred_key`` (to colour them by class in the PNG).
+        pred_key, reference_key, case_key: batch keys of the label map, the reference image path and the case name.
+        png: also write the PNG.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        label_convention: str,
+        pred_key: str = "pred",
+        reference_key: str = "reference",
+        case_key: str = "case",
+        png: bool = True,
+    ) -> None:
+        self.output_dir = output_dir
+        self.labels = CLASS_LABELS[label_convention]
+        self.pred_key = pred_key
+        self.reference_key = reference_key
+        self.case_key = case_key
+        self.png = png
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return
+        items = decollated_items(engine)
+        os.makedirs(self.output_dir, exist_ok=True)
+        for item in items:
+            case = case_name(item, self.case_key)
+            reference = nib.load(item[self.reference_key])
+            labels = np.asarray(torch.as_tensor(item[self.pred_key]).detach().cpu()).astype(np.uint8)
+            labels = labels[0] if labels.ndim == 4 else labels
+            if labels.shape != reference.shape[:3]:
+                raise RuntimeError(
+                    f"{case}: prediction of shape {labels.shape} is not on the input grid "
+                    f"{reference.shape[:3]}; the postprocessing must invert the preprocessing."
+                )
+            header = reference.header.copy()
+            header.set_data_dtype(np.uint8)
+            header.set_slope_inter(1.0, 0.0)
+            output = nib.Nifti1Image(labels, reference.affine, header)
+            path = os.path.join(self.output_dir, f"{case}.nii.gz")
+            nib.save(output, path)
+            if self.png:
+                self._picture(case, reference, output)
+            self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")
+
+    def _picture(self, case: str, reference: nib.Nifti1Image, labels: nib.Nifti1Image) -> None:
+        flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
+        if flair.ndim == 4:  # Decathlon: one 4D image, FLAIR first
+            flair = flair[..., 0]
+        stored = np.asanyarray(nib.as_closest_canonical(labels).dataobj)
+        classes = np.zeros(stored.shape, dtype=np.uint8)
+        for canonical, value in enumerate(self.labels):
+            if canonical:
+                classes[stored == value] = canonical
+        orthogonal_overlay(flair, {"prediction": classes}, os.path.join(self.output_dir, f"{case}.png"), title=case)

@@ -1,0 +1,153 @@
+"""What inference needs beyond MONAI's pieces: choosing the cases to run, loading one or several generators with
+clear errors, flip test-time augmentation, and the run's closing report."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.inferers import Inferer
+
+from custom_nets.data.datalist import DataError, scan_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def _check_headers(entry: dict[str, Any]) -> None:
+    """Shapes and affines of a case's modalities from their headers alone (no voxel data is read)."""
+    paths = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
+    first = None
+    for path in paths:
+        try:
+            image = nib.load(path)
+        except Exception as e:
+            raise DataError(f"case {entry['case']}: cannot read {path} ({type(e).__name__}: {e}).") from e
+        shape, affine = tuple(image.shape[:3]), image.affine
+        if first is None:
+            first = (path, shape, affine)
+        elif shape != first[1]:
+            raise DataError(f"case {entry['case']}: {path} has shape {shape}, but {first[0]} has {first[1]}.")
+        elif not np.allclose(affine, first[2], atol=1e-3):
+            raise DataError(f"case {entry['case']}: the affine of {path} differs from that of {first[0]}.")
+
+
+class CaseSelection:
+    """The cases of ``dataset_dir`` to run inference on.
+
+    Cases with missing or mismatched modalities are reported by name and left out; cases whose output
+    ``<output_dir>/<case>.nii.gz`` exists are left out unless ``overwrite``. ``finish()`` (run after the evaluator)
+    prints the summary and exits non-zero when a case had to be skipped for a problem.
+
+    Attributes:
+        entries: datalist entries (``case``, ``image``, ``reference`` = the file whose header outputs copy).
+        label_convention: the dataset's label convention; predictions are written back in it.
+        problems: ``(case, message)`` of the skipped cases.
+        existing: cases left out because their output exists.
+    """
+
+    def __init__(self, dataset_dir: str, output_dir: str, overwrite: bool = False) -> None:
+        self.output_dir = output_dir
+        self.problems: list[tuple[str, str]] = []
+        layout, cases = scan_dataset(dataset_dir, problems=self.problems)
+        self.label_convention = layout.label_convention
+        self.entries, self.existing = [], []
+        for entry in cases:
+            try:
+                _check_headers(entry)
+            except DataError as e:
+                self.problems.append((entry["case"], str(e)))
+                continue
+            if not overwrite and os.path.exists(os.path.join(output_dir, f"{entry['case']}.nii.gz")):
+                self.existing.append(entry["case"])
+                continue
+            image = entry["image"]
+            reference = image[0] if isinstance(image, list) else image
+            self.entries.append({"case": entry["case"], "image": image, "reference": reference})
+        for case, message in self.problems:
+            logger.error(f"skipping {case}: {message}")
+        if self.existing:
+            logger.warning(
+                f"{len(self.existing)} case(s) already have outputs in {output_dir} and are left as they are "
+                f"(set overwrite to true to redo them): {', '.join(self.existing[:5])}"
+                f"{' ...' if len(self.existing) > 5 else ''}"
+            )
+        logger.info(f"inference on {len(self.entries)} case(s) of {dataset_dir} ({self.label_convention} labels)")
+
+    def finish(self) -> None:
+        done = len(self.entries)
+        print(
+            f"inference: {done} case(s) written to {self.output_dir}, {len(self.existing)} left as they were, "
+            f"{len(self.problems)} skipped"
+        )
+        if self.problems:
+            for case, message in self.problems:
+                print(f"  skipped {case}: {message}", file=sys.stderr)
+            sys.exit(1)
+
+
+def load_generator(network: torch.nn.Module, model_file: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Loads a flat generator state dict (``weights_only=True``) into ``network``; a checkpoint that does not fit
+    raises ``ValueError`` with a short account of the mismatch instead of a wall of keys."""
+    if not os.path.isfile(model_file):
+        raise FileNotFoundError(f"model file {model_file} does not exist; train first or set model_files.")
+    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "generator" in state and isinstance(state["generator"], dict):
+        state = state["generator"]  # a resumable training checkpoint
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        (k, tuple(state[k].shape), tuple(v.shape))
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or mismatched:
+        lines = [f"{model_file} does not fit the configured network_def:"]
+        if mismatched:
+            k, got, want = mismatched[0]
+            lines.append(f"  {len(mismatched)} tensor(s) differ in shape, first {k}: checkpoint {got}, network {want}")
+        if missing:
+            lines.append(f"  {len(missing)} tensor(s) missing from the checkpoint, first {missing[0]}")
+        if unexpected:
+            lines.append(f"  {len(unexpected)} unexpected tensor(s) in the checkpoint, first {unexpected[0]}")
+        lines.append(
+            "  check generator_channels, num_bottleneck, in_channels and num_classes against the training run."
+        )
+        raise ValueError("\n".join(lines))
+    network.load_state_dict(state)
+    return network.to(device).eval()
+
+
+def load_networks(network: torch.nn.Module, model_files: str | Sequence[str], device: str | torch.device = "cpu"):
+    """One copy of ``network`` per checkpoint (an ensemble, e.g. the K fold models)."""
+    files = [model_files] if isinstance(model_files, str) else list(model_files)
+    if not files:
+        raise ValueError("model_files is empty: give at least one checkpoint.")
+    return [load_generator(copy.deepcopy(network), f, device) for f in files]
+
+
+class FlipInferer(Inferer):
+    """Flip test-time augmentation around another inferer: the mean of its outputs on the input and on the input
+    flipped along each of ``flips`` (spatial axes, 0-based), each flipped back. ``enabled=False`` passes through."""
+
+    def __init__(self, inferer: Inferer, flips: Sequence[Sequence[int]] = ((0,), (1,), (2,)), enabled: bool = True):
+        super().__init__()
+        self.inferer = inferer
+        self.flips = [tuple(int(a) for a in f) for f in flips]
+        self.enabled = enabled
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+        output = self.inferer(inputs, network, *args, **kwargs)
+        if not self.enabled or not self.flips:
+            return output
+        for axes in self.flips:
+            dims = [a + 2 for a in axes]
+            output = output + torch.flip(self.inferer(torch.flip(inputs, dims), network, *args, **kwargs), dims)
+        return output / (len(self.flips) + 1)
