@@ -17,6 +17,6 @@ def test_ruff_lint_and_format():
 
 
 def test_bundle_json_is_four_space_indented():
-    for path in sorted((ROOT / "bundle").rglob("*.json")):
+    for path in sorted((ROOT / "bundle" / "configs").rglob("*.json")):
         text = path.read_text()
         assert text == json.dumps(json.loads(text), indent=4) + "\n", f"{os.path.relpath(path, ROOT)} is not formatted"

@@ -145,7 +145,8 @@ class BratsMetricsWriter:
             json.dump(summary, f, indent=4, default=str)
         means = summary["metrics"]
         if means:
+            dice = {r: means[f"dice_{r}"]["mean"] for r in REGIONS}
             self.logger.info(
-                f"{len(self.rows)} cases; mean Dice WT {means['dice_WT']['mean']:.4f} TC {means['dice_TC']['mean']:.4f} "
-                f"ET {means['dice_ET']['mean']:.4f}; written to {self.output_dir}/metrics.csv and summary.json"
+                f"{len(self.rows)} cases; mean Dice WT {dice['WT']:.4f} TC {dice['TC']:.4f} ET {dice['ET']:.4f}; "
+                f"written to {self.output_dir}/metrics.csv and summary.json"
             )
