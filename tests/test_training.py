@@ -9,13 +9,14 @@ import pytest
 import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
-from monai.losses import GeneralizedDiceLoss, PatchAdversarialLoss
+from monai.losses import PatchAdversarialLoss
 from monai.utils import set_determinism
 from torch.utils.data import DataLoader
 
 from custom_nets import Vox2VoxDiscriminator, Vox2VoxGenerator
 from custom_nets.engines import ConditionalGanTrainer, latest_checkpoint, resumable_state
 from custom_nets.handlers import AtomicCheckpointSaver
+from custom_nets.losses import FixedWeightGeneralizedDiceLoss
 from tests.bundle_helpers import BUNDLE, ROOT, bundle_command, run_bundle, write_overrides
 
 TINY = (4, 8, 16, 32)
@@ -34,7 +35,7 @@ def make_trainer(d_threshold=0.8, epochs=1, n=4, criterion="least_squares", amp=
         train_data_loader=loader,
         network=gen,
         optimizer=torch.optim.Adam(gen.parameters(), 2e-4, betas=(0.5, 0.999)),
-        loss_function=GeneralizedDiceLoss(softmax=False),
+        loss_function=FixedWeightGeneralizedDiceLoss([0.05, 1.0, 1.0, 1.0]),
         discriminator=disc,
         d_optimizer=torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999)),
         adversarial_loss=PatchAdversarialLoss(criterion=criterion, no_activation_leastsq=True),

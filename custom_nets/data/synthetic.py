@@ -79,8 +79,8 @@ def add_tumour(rng: np.random.Generator, tissue: np.ndarray, enhancing: bool) ->
     d_core = distance * np.exp(-0.35 * smooth_noise(rng, shape, 8))
     d_edema = distance * np.exp(-0.3 * smooth_noise(rng, shape, 5))
     brain = tissue > BACKGROUND
-    core_fraction = 0.0 if rng.random() < 0.2 else rng.uniform(0.3, 0.6)
-    edema_extent = rng.uniform(1.4, 2.2)
+    core_fraction = 0.0 if rng.random() < 0.15 else rng.uniform(0.5, 0.8)
+    edema_extent = rng.uniform(1.3, 1.9)
     edema = brain & (d_edema < edema_extent) & ((tissue == WHITE) | (d_edema < 1.3))
     tumour = brain & (d_core < 1.0)
     tissue[edema] = EDEMA

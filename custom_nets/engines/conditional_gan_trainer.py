@@ -154,26 +154,40 @@ class ConditionalGanTrainer(SupervisedTrainer):
             self.fire_event(IterationEvents.BACKWARD_COMPLETED)
         self.scaler.step(optimizer)
 
+    @property
+    def _core_discriminator(self) -> torch.nn.Module:
+        d = self.discriminator
+        return d.module if isinstance(d, torch.nn.parallel.DistributedDataParallel) else d
+
     def backward_d(self, inputs: torch.Tensor, targets: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
-        """Scores real and fake pairs, measures the discriminator's accuracy and steps it if the gate is open."""
+        """Scores real and fake pairs, measures the discriminator's accuracy and steps it if the gate is open.
+
+        Under ``DistributedDataParallel`` the accuracy is averaged over the ranks so that all of them take the same
+        decision, and the scoring pass runs without gradients; only an open gate runs the discriminator through DDP
+        again, with gradients, so that its backward is synchronised (a DDP forward without backward would hang)."""
         batch = inputs.shape[0]
+        distributed = self.discriminator is not self._core_discriminator
+        pair = {"target": torch.cat([targets, fake.detach()]), "condition": torch.cat([inputs, inputs])}
         self.discriminator.requires_grad_(True)
         self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
-        with self._autocast():
-            logits = self.discriminator(
-                target=torch.cat([targets, fake.detach()]), condition=torch.cat([inputs, inputs])
-            ).float()
-        real, fake_logits = logits[:batch], logits[batch:]
+        with torch.set_grad_enabled(not distributed), self._autocast():
+            logits = self._core_discriminator(**pair).float()
         with torch.no_grad():
-            real_scores, fake_scores = self._scores(real), self._scores(fake_logits)
+            real_scores, fake_scores = self._scores(logits[:batch]), self._scores(logits[batch:])
             correct = (real_scores >= 0.5).sum() + (fake_scores < 0.5).sum()
             accuracy = correct.float() / logits.numel()
+            if distributed:
+                torch.distributed.all_reduce(accuracy)
+                accuracy /= torch.distributed.get_world_size()
+        update = bool(accuracy.item() <= self.d_threshold)
+        if update and distributed:
+            with self._autocast():
+                logits = self.discriminator(**pair).float()
         d_loss = 0.5 * (
-            self.adversarial_loss(real, target_is_real=True, for_discriminator=True)
-            + self.adversarial_loss(fake_logits, target_is_real=False, for_discriminator=True)
+            self.adversarial_loss(logits[:batch], target_is_real=True, for_discriminator=True)
+            + self.adversarial_loss(logits[batch:], target_is_real=False, for_discriminator=True)
         )
         self._check_finite(d_loss=d_loss)
-        update = bool(accuracy.item() <= self.d_threshold)
         if update:
             self._step(d_loss, self.d_optimizer)
         return {"d_loss": d_loss.detach(), "d_accuracy": accuracy.item(), "d_updated": float(update)}
@@ -183,8 +197,8 @@ class ConditionalGanTrainer(SupervisedTrainer):
         self.discriminator.requires_grad_(False)
         self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
         if self.adversarial_weight != 0:
-            with self._autocast():
-                logits = self.discriminator(target=fake, condition=inputs).float()
+            with self._autocast():  # the frozen discriminator needs no DDP synchronisation
+                logits = self._core_discriminator(target=fake, condition=inputs).float()
             adv_loss = self.adversarial_loss(logits, target_is_real=True, for_discriminator=False)
         else:
             adv_loss = torch.zeros((), device=fake.device)

@@ -1,0 +1,40 @@
+"""Losses MONAI has no equivalent for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.nn.modules.loss import _Loss
+
+
+class FixedWeightGeneralizedDiceLoss(_Loss):
+    """Generalized Dice loss with fixed class weights, as in the Vox2Vox paper's code (Cirillo et al. 2020)::
+
+        loss = 1 - 2 * sum_c w_c * sum(y_c * p_c) / (sum_c w_c * sum(y_c + p_c) + smooth)
+
+    with sums over the batch and all voxels. MONAI's ``GeneralizedDiceLoss`` recomputes the weights from each
+    sample's label volumes (``1 / |y_c|^2``) and gives a class absent from the sample the largest weight of the
+    present ones; with small crops, rare classes (enhancing tumour) and cases without them, that drives their
+    probabilities to zero. Fixed weights keep every class's gradient proportionate.
+
+    Args:
+        class_weights: one weight per channel, e.g. ``(0.05, 1, 1, 1)`` to down-weight the background.
+        smooth: added to the denominator.
+    """
+
+    def __init__(self, class_weights: Sequence[float], smooth: float = 1e-5) -> None:
+        super().__init__()
+        self.register_buffer("class_weights", torch.as_tensor(class_weights, dtype=torch.float32))
+        self.smooth = smooth
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction {list(pred.shape)} and target {list(target.shape)} must have one shape.")
+        if pred.shape[1] != self.class_weights.numel():
+            raise ValueError(f"{self.class_weights.numel()} class weights for {pred.shape[1]} channels.")
+        dims = [0] + list(range(2, pred.dim()))
+        weights = self.class_weights.to(pred.device)
+        intersection = (weights * (pred * target).sum(dims)).sum()
+        total = (weights * (pred + target).sum(dims)).sum()
+        return 1.0 - 2.0 * intersection / (total + self.smooth)

@@ -1,0 +1,233 @@
+import csv
+import hashlib
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.metrics import DiceMetric, HausdorffDistanceMetric
+
+from custom_nets import Vox2VoxGenerator
+from custom_nets.handlers.brats_metrics import case_metrics, region_metrics, volume_diagonal_mm
+from custom_nets.inference import FlipInferer, load_generator
+from custom_nets.transforms import RelabelSmallEnhancingd
+from tests.bundle_helpers import TINY, run_bundle, write_overrides
+
+
+def cube(shape, start, size):
+    mask = torch.zeros(shape)
+    mask[tuple(slice(s, s + size) for s in start)] = 1
+    return mask
+
+
+def test_dice_hd95_sensitivity_specificity_known_answers():
+    shape = (40, 40, 40)
+    truth = cube(shape, (10, 10, 10), 10)
+    pred = cube(shape, (13, 10, 10), 10)  # shifted 3 voxels along the first axis
+    m = region_metrics(pred, truth, (1.0, 1.0, 1.0))
+    assert m["dice"] == pytest.approx(0.7)  # overlap 7/10
+    assert m["sensitivity"] == pytest.approx(0.7)
+    assert m["specificity"] == pytest.approx(1 - 300 / (40**3 - 1000))
+    monai_dice = DiceMetric(include_background=True)(pred[None, None], truth[None, None]).item()
+    monai_hd = HausdorffDistanceMetric(include_background=True, percentile=95)(pred[None, None], truth[None, None])
+    assert m["dice"] == pytest.approx(monai_dice) and m["hd95"] == pytest.approx(monai_hd.item())
+    assert m["hd95"] == pytest.approx(3.0)
+    # HD95 is in mm: 2 mm voxels along the shifted axis double it
+    assert region_metrics(pred, truth, (2.0, 1.0, 1.0))["hd95"] == pytest.approx(6.0)
+
+
+def test_brats_conventions_for_empty_regions():
+    empty, truth = torch.zeros(240, 240, 155), cube((240, 240, 155), (100, 100, 70), 8)
+    both_empty = region_metrics(empty, empty, (1.0, 1.0, 1.0))
+    assert both_empty == {"dice": 1.0, "hd95": 0.0, "sensitivity": 1.0, "specificity": 1.0}
+    missed = region_metrics(empty, truth, (1.0, 1.0, 1.0))
+    assert missed["dice"] == 0.0 and missed["hd95"] == pytest.approx(373.13, abs=0.01) and missed["sensitivity"] == 0
+    false_alarm = region_metrics(truth, empty, (1.0, 1.0, 1.0))
+    assert false_alarm["dice"] == 0.0 and false_alarm["hd95"] == pytest.approx(373.13, abs=0.01)
+    assert false_alarm["sensitivity"] == 1.0 and false_alarm["specificity"] < 1.0
+    assert volume_diagonal_mm((240, 240, 155), (1, 1, 1)) == pytest.approx(373.13, abs=0.01)
+
+
+def test_case_metrics_uses_brats_region_channels():
+    shape = (20, 20, 20)
+    tc, wt, et = cube(shape, (5, 5, 5), 4), cube(shape, (4, 4, 4), 8), torch.zeros(shape)
+    truth = torch.stack([tc, wt, et])
+    row = case_metrics(truth.clone(), truth, (1.0, 1.0, 1.0))
+    assert row["dice_WT"] == row["dice_TC"] == row["dice_ET"] == 1.0
+    pred = torch.stack([tc, wt, tc])  # predicts ET where there is none
+    row = case_metrics(pred, truth, (1.0, 1.0, 1.0))
+    assert row["dice_ET"] == 0.0 and row["dice_WT"] == 1.0
+
+
+def test_relabel_small_enhancing():
+    classes = torch.zeros(1, 10, 10, 10, dtype=torch.long)
+    classes[0, :2, :2, :2] = 3  # 8 ET voxels
+    out = RelabelSmallEnhancingd("pred", min_voxels=10)({"pred": classes})["pred"]
+    assert int((out == 3).sum()) == 0 and int((out == 1).sum()) == 8
+    kept = RelabelSmallEnhancingd("pred", min_voxels=5)({"pred": classes})["pred"]
+    assert torch.equal(kept, classes)
+
+
+def test_flip_inferer_averages_flipped_predictions():
+    net = torch.nn.Conv3d(1, 1, 3, padding=1, bias=False)
+    x = torch.randn(1, 1, 8, 8, 8)
+    plain = lambda inputs, network: network(inputs)  # noqa: E731
+    with torch.no_grad():
+        out = FlipInferer(plain, flips=[(0,)])(x, net)
+        expected = (net(x) + torch.flip(net(torch.flip(x, [2])), [2])) / 2
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(FlipInferer(plain, enabled=False)(x, net), net(x))
+
+
+def test_mismatched_checkpoint_names_the_mismatch(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(Vox2VoxGenerator(4, 4, channels=(4, 8, 16, 32)).state_dict(), path)
+    with pytest.raises(ValueError) as err:
+        load_generator(Vox2VoxGenerator(4, 4, channels=(8, 16, 32, 64)), str(path))
+    message = str(err.value)
+    assert "differ in shape, first down1.model.0.weight: checkpoint (4, 4, 4, 4, 4), network (8, 4, 4, 4, 4)" in message
+    assert len(message.splitlines()) <= 5
+
+
+# ---- the bundle's evaluate and inference configs ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for one epoch on a 5-case synthetic dataset, and that dataset."""
+    from custom_nets.data import write_datalist
+    from custom_nets.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("evaluation")
+    data = root / "data"
+    synthesize(str(data), num_cases=5, seed=21, shape=(48, 48, 40), progress=False)
+    write_datalist(str(data), num_folds=5, seed=0)
+    overrides = write_overrides(root / "tiny.json", epochs=1)
+    run_bundle(
+        "training",
+        ["configs/train.json", overrides],
+        dataset_dir=data,
+        output_dir=root / "train",
+        ckpt_dir=root / "models",
+    )
+    return {"root": root, "data": str(data), "overrides": overrides, "model": root / "models" / "model.pt"}
+
+
+def test_evaluating_writes_metrics_summary_and_predictions(trained):
+    out = trained["root"] / "eval"
+    run_bundle(
+        "evaluating",
+        ["configs/train.json", "configs/evaluate.json", trained["overrides"]],
+        dataset_dir=trained["data"],
+        ckpt_dir=trained["model"].parent,
+        output_dir=out,
+        eval_datalist="$@datalist",
+        save_predictions="true",
+    )
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["case"] for r in rows] == [f"BraTS2021_{i:05d}" for i in range(5)]
+    assert set(rows[0]) == {"case"} | {
+        f"{m}_{r}" for m in ("dice", "hd95", "sensitivity", "specificity") for r in ("WT", "TC", "ET")
+    }
+    summary = json.load(open(out / "summary.json"))
+    dice_wt = [float(r["dice_WT"]) for r in rows]
+    assert summary["num_cases"] == 5 and summary["metrics"]["dice_WT"]["mean"] == pytest.approx(np.mean(dice_wt))
+    assert summary["metrics"]["hd95_ET"].keys() == {"mean", "std", "median", "p25", "p75"}
+    sha = hashlib.sha256(trained["model"].read_bytes()).hexdigest()
+    assert summary["models"] == {str(trained["model"]): sha}
+    pred = nib.load(out / "predictions" / "BraTS2021_00003.nii.gz")
+    flair = nib.load(os.path.join(trained["data"], "BraTS2021_00003", "BraTS2021_00003_flair.nii.gz"))
+    assert pred.shape == flair.shape and np.allclose(pred.affine, flair.affine)
+    assert set(np.unique(np.asanyarray(pred.dataobj))) <= {0, 1, 2, 4}  # written back in the BraTS 2021 labels
+
+
+def _write_case(root, case, images, affine, skip=()):
+    for modality, image in images.items():
+        if modality not in skip:
+            nib.save(nib.Nifti1Image(image, affine), os.path.join(root, case, f"{case}_{modality}.nii.gz"))
+
+
+@pytest.fixture(scope="module")
+def inference_inputs(tmp_path_factory):
+    """Cases with RAS, LPS and oblique affines (same voxels), a case missing T2 and one with a mismatched shape, and
+    a freshly initialised tiny model."""
+    from custom_nets.data.synthetic import synthesize_case
+
+    root = tmp_path_factory.mktemp("inference")
+    data = root / "data"
+    images, _ = synthesize_case(5, 0, (40, 48, 32))
+    angle = np.deg2rad(20)
+    oblique = np.array(
+        [[np.cos(angle), -np.sin(angle), 0, 10], [np.sin(angle), np.cos(angle), 0, -5], [0, 0, 1.2, 3], [0, 0, 0, 1]]
+    )
+    affines = {
+        "BraTS2021_ras": np.diag([1.0, 1, 1, 1]),
+        "BraTS2021_lps": np.diag([-1.0, -1, 1, 1]),
+        "BraTS2021_oblique": oblique,
+    }
+    for case, affine in affines.items():
+        os.makedirs(data / case)
+        _write_case(str(data), case, images, affine)
+    os.makedirs(data / "BraTS2021_missing")
+    _write_case(str(data), "BraTS2021_missing", images, np.eye(4), skip=("t2",))
+    os.makedirs(data / "BraTS2021_mismatch")
+    _write_case(str(data), "BraTS2021_mismatch", {**images, "t1ce": images["t1ce"][:, :, :30]}, np.eye(4))
+    torch.manual_seed(0)
+    torch.save(Vox2VoxGenerator(4, 4, channels=TINY["generator_channels"]).state_dict(), root / "model.pt")
+    return {"root": root, "data": str(data), "affines": affines, "model": str(root / "model.pt")}
+
+
+def infer(inputs, out, model_files=None, check=False, **overrides):
+    files = model_files or [inputs["model"]]
+    overrides_file = write_overrides(out.parent / f"{out.name}.json")
+    return run_bundle(
+        None,
+        ["configs/inference.json", overrides_file],
+        check=check,
+        dataset_dir=inputs["data"],
+        output_dir=out,
+        model_files="[" + ",".join(f"'{f}'" for f in files) + "]",
+        **overrides,
+    )
+
+
+def test_inference_headers_skips_and_overwrite(inference_inputs):
+    out = inference_inputs["root"] / "out"
+    result = infer(inference_inputs, out)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "skipped BraTS2021_missing: case BraTS2021_missing: missing modality 't2'" in result.stderr
+    assert "skipped BraTS2021_mismatch" in result.stderr and "has shape (40, 48, 30)" in result.stderr
+    assert "3 case(s) written" in result.stdout and "2 skipped" in result.stdout
+    for case, affine in inference_inputs["affines"].items():
+        pred = nib.load(out / f"{case}.nii.gz")
+        flair = nib.load(os.path.join(inference_inputs["data"], case, f"{case}_flair.nii.gz"))
+        assert pred.shape == flair.shape == (40, 48, 32)
+        np.testing.assert_allclose(pred.affine, affine, atol=1e-6)
+        assert nib.aff2axcodes(pred.affine) == nib.aff2axcodes(flair.affine)
+        assert pred.get_data_dtype() == np.uint8 and (out / f"{case}.png").stat().st_size > 5000
+    # the oblique affine is closest to RAS: the network sees the same voxels, so the labels agree voxel for voxel
+    ras = np.asanyarray(nib.load(out / "BraTS2021_ras.nii.gz").dataobj)
+    assert np.array_equal(ras, np.asanyarray(nib.load(out / "BraTS2021_oblique.nii.gz").dataobj))
+    before = {p: os.stat(out / p).st_mtime_ns for p in os.listdir(out)}
+    again = infer(inference_inputs, out)
+    assert "0 case(s) written" in again.stdout and "3 left as they were" in again.stdout
+    assert {p: os.stat(out / p).st_mtime_ns for p in os.listdir(out)} == before
+    infer(inference_inputs, out, overwrite="true")
+    assert os.stat(out / "BraTS2021_ras.nii.gz").st_mtime_ns != before["BraTS2021_ras.nii.gz"]
+
+
+def test_ensemble_of_two_identical_models_equals_one(inference_inputs, tmp_path):
+    data = tmp_path / "data"
+    os.makedirs(data)
+    os.symlink(os.path.join(inference_inputs["data"], "BraTS2021_lps"), data / "BraTS2021_lps")
+    inputs = {**inference_inputs, "data": str(data)}
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(open(inference_inputs["model"], "rb").read())
+    single = infer(inputs, tmp_path / "single", check=True)
+    double = infer(inputs, tmp_path / "double", model_files=[inference_inputs["model"], str(copy)], check=True)
+    assert single.returncode == double.returncode == 0
+    a = np.asanyarray(nib.load(tmp_path / "single" / "BraTS2021_lps.nii.gz").dataobj)
+    b = np.asanyarray(nib.load(tmp_path / "double" / "BraTS2021_lps.nii.gz").dataobj)
+    assert np.array_equal(a, b)
