@@ -19,7 +19,9 @@ class FixedWeightGeneralizedDiceLoss(_Loss):
     probabilities to zero. Fixed weights keep every class's gradient proportionate.
 
     Args:
-        class_weights: one weight per channel, e.g. ``(0.05, 1, 1, 1)`` to down-weight the background.
+        class_weights: one weight per channel. The bundle's default ``(0.0022, 1, 0.33, 1)`` is the inverse class
+            frequency of a typical BraTS 2021 case (background 98.9 %, NCR/NET 0.22 %, edema 0.66 %, enhancing
+            0.22 % of the voxels), normalised to a maximum of 1.
         smooth: added to the denominator.
     """
 

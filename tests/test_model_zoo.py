@@ -1,0 +1,254 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import numpy as np
+import torch
+
+from custom_nets import Vox2VoxGenerator
+from tests.bundle_helpers import BUNDLE, ROOT, TINY, config_list, write_overrides
+
+TINY_CHANNELS = tuple(TINY["generator_channels"])
+
+
+def monai_bundle(*args, cwd=BUNDLE, env=None, check=True):
+    env = env or {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def test_metadata_verifies_against_the_local_schema_and_a_broken_one_fails(tmp_path):
+    monai_bundle("verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "docs/meta_schema.json")
+    meta = json.load(open(BUNDLE / "configs" / "metadata.json"))
+    assert meta["version"] in meta["changelog"]
+    assert meta["network_data_format"]["inputs"]["image"]["channel_def"] == {
+        "0": "FLAIR",
+        "1": "T1",
+        "2": "T1ce",
+        "3": "T2",
+    }
+    broken = dict(meta)
+    del broken["task"]
+    broken["network_data_format"]["inputs"]["image"]["num_channels"] = "four"
+    (tmp_path / "metadata.json").write_text(json.dumps(broken))
+    result = monai_bundle(
+        "verify_metadata",
+        "--meta_file",
+        tmp_path / "metadata.json",
+        "--filepath",
+        BUNDLE / "docs" / "meta_schema.json",
+        check=False,
+    )
+    assert result.returncode != 0 and "'task' is a required property" in result.stdout + result.stderr
+
+
+def test_verify_net_in_out():
+    result = monai_bundle(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+    )
+    assert "verified with no error" in result.stdout + result.stderr
+
+
+def test_torchscript_export_of_the_default_network_matches_eager(tmp_path):
+    torch.manual_seed(0)
+    net = Vox2VoxGenerator(4, 4).eval()  # the default widths, as configs/inference.json builds it
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    monai_bundle(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        tmp_path / "model.ts",
+        "--ckpt_file",
+        tmp_path / "model.pt",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+    )
+    scripted = torch.jit.load(tmp_path / "model.ts")
+    x = torch.randn(1, 4, 32, 48, 32)
+    with torch.no_grad():
+        assert (scripted(x) - net(x)).abs().max().item() < 1e-5
+
+
+def test_onnx_export_matches_eager(tmp_path):
+    import onnxruntime
+
+    torch.manual_seed(0)
+    net = Vox2VoxGenerator(4, 4, channels=TINY_CHANNELS).eval()
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    overrides = write_overrides(tmp_path / "tiny.json")
+    monai_bundle(
+        "onnx_export",
+        "network_def",
+        "--filepath",
+        tmp_path / "model.onnx",
+        "--ckpt_file",
+        tmp_path / "model.pt",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        config_list("configs/inference.json", overrides),
+        "--input_shape",
+        "[1, 4, 64, 64, 64]",
+    )
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    x = torch.randn(1, 4, 64, 64, 64)
+    (output,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        assert np.abs(output - net(x).numpy()).max() < 1e-4
+
+
+def isolated_python(tmp_path):
+    """A Python whose site-packages sees MONAI and its dependencies but not this package: a venv whose only entry is
+    the project venv's site-packages directory, added without running its .pth files (the editable install)."""
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", env_dir], check=True)
+    site = subprocess.run(
+        [env_dir / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with open(os.path.join(site, "project_deps.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    return env_dir / "bin" / "python"
+
+
+def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
+    from custom_nets.data import write_datalist
+    from custom_nets.data.synthetic import synthesize
+
+    torch.save(Vox2VoxGenerator(4, 4, channels=TINY_CHANNELS).state_dict(), tmp_path / "weights.pt")
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "package_bundle.py"),
+            "--output_dir",
+            tmp_path / "dist",
+            "--weights",
+            tmp_path / "weights.pt",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert (tmp_path / "dist" / "brats_mri_vox2vox.zip").is_file()
+    fresh = tmp_path / "elsewhere" / "brats_mri_vox2vox"
+    shutil.copytree(tmp_path / "dist" / "brats_mri_vox2vox", fresh)
+    for name in (
+        "configs/train.json",
+        "configs/inference.json",
+        "LICENSE",
+        "large_files.yml",
+        "docs/README.md",
+        "docs/data_license.txt",
+        "models/model.pt",
+        "custom_nets/__init__.py",
+    ):
+        assert (fresh / name).exists(), name
+    data = tmp_path / "data"
+    synthesize(str(data), num_cases=5, seed=2, shape=(48, 48, 40), progress=False)
+    write_datalist(str(data), num_folds=5)
+    python = isolated_python(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    outside = subprocess.run([python, "-c", "import custom_nets"], cwd=tmp_path, env=env, capture_output=True)
+    assert outside.returncode != 0, "custom_nets must not be installed in the isolated environment"
+    inside = subprocess.run(
+        [python, "-c", "import custom_nets; print(custom_nets.__file__)"],
+        cwd=fresh,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert inside.stdout.strip().startswith(str(fresh))
+    overrides = write_overrides(tmp_path / "tiny.json", epochs=1)
+
+    def run(*args):
+        result = subprocess.run(
+            [python, "-m", "monai.bundle", "run", *map(str, args)],
+            cwd=fresh,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-5000:]
+
+    run("training", "--config_file", config_list("configs/train.json", overrides), "--dataset_dir", data)
+    run(
+        "evaluating",
+        "--config_file",
+        config_list("configs/train.json", "configs/evaluate.json", overrides),
+        "--dataset_dir",
+        data,
+    )
+    run(
+        "--config_file",
+        config_list("configs/inference.json", overrides),
+        "--dataset_dir",
+        data,
+        "--output_dir",
+        tmp_path / "predictions",
+    )
+    assert (fresh / "runs" / "evaluate" / "metrics.csv").is_file()
+    assert len(list((tmp_path / "predictions").glob("*.nii.gz"))) == 5
+
+
+def test_two_process_training_with_torchrun(tmp_path):
+    from custom_nets.data import write_datalist
+    from custom_nets.data.synthetic import synthesize
+
+    data = tmp_path / "data"
+    synthesize(str(data), num_cases=6, seed=4, shape=(48, 48, 40), progress=False)
+    write_datalist(str(data), num_folds=3)  # 2 validation cases: one per rank
+    overrides = write_overrides(tmp_path / "tiny.json", epochs=2, d_threshold=0.5)
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    cmd = [
+        torchrun,
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        config_list("configs/train.json", "configs/multi_gpu_train.json", overrides),
+        "--dataset_dir",
+        data,
+        "--ckpt_dir",
+        tmp_path / "models",
+        "--output_dir",
+        tmp_path / "out",
+    ]
+    result = subprocess.run(
+        list(map(str, cmd)),
+        cwd=BUNDLE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    log = result.stdout + result.stderr
+    assert log.count("Epoch[2] Metrics -- val_dice_et") == 1  # validation metrics logged once, by rank 0
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert next(iter(state)) == "down1.model.0.weight"  # the generator itself, not the DDP wrapper
+    checkpoint = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)
+    assert checkpoint["trainer"]["iteration"] == 4  # 4 training cases split over 2 ranks, 2 epochs
