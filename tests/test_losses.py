@@ -13,7 +13,8 @@ def test_fixed_weight_generalized_dice_by_hand():
     loss = FixedWeightGeneralizedDiceLoss(weights)(pred, target)
     inter = [(pred[:, c] * target[:, c]).sum() for c in range(3)]
     total = [(pred[:, c] + target[:, c]).sum() for c in range(3)]
-    expected = 1 - 2 * sum(w * i for w, i in zip(weights, inter)) / (sum(w * t for w, t in zip(weights, total)) + 1e-5)
+    numerator = sum(w * i for w, i in zip(weights, inter, strict=True))
+    expected = 1 - 2 * numerator / (sum(w * t for w, t in zip(weights, total, strict=True)) + 1e-5)
     torch.testing.assert_close(loss, expected)
     assert FixedWeightGeneralizedDiceLoss(weights)(target, target).item() == pytest.approx(0.0, abs=1e-6)
 
