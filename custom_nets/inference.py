@@ -151,3 +151,37 @@ class FlipInferer(Inferer):
             dims = [a + 2 for a in axes]
             output = output + torch.flip(self.inferer(torch.flip(inputs, dims), network, *args, **kwargs), dims)
         return output / (len(self.flips) + 1)
+
+
+class ForegroundCropInferer(Inferer):
+    """Spends the windows on the brain, not on air: runs ``inferer`` on the bounding box of the non-zero input voxels
+    (skull-stripped MRI is exactly 0 outside the brain), enlarged by ``margin`` voxels, and pastes the result into a
+    full-size output whose voxels outside the box are background (channel ``background_channel`` = 1, the others 0;
+    with ``background_channel=None`` all 0, for raw outputs such as synthesized images).
+
+    BraTS volumes are 240x240x155 while the brain fills roughly 140x170x140: with 128^3 windows at overlap 0.5 this is
+    4-8 windows instead of 18.
+    """
+
+    def __init__(self, inferer: Inferer, margin: int = 4, background_channel: int | None = 0) -> None:
+        super().__init__()
+        self.inferer = inferer
+        self.margin = int(margin)
+        self.background_channel = background_channel
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+        foreground = (inputs != 0).any(dim=0).any(dim=0)
+        if not foreground.any():
+            return self.inferer(inputs, network, *args, **kwargs)
+        box = []
+        for axis in range(3):
+            present = foreground.any(dim=tuple(a for a in range(3) if a != axis)).nonzero()
+            low = max(int(present.min()) - self.margin, 0)
+            high = min(int(present.max()) + 1 + self.margin, foreground.shape[axis])
+            box.append(slice(low, high))
+        cropped = self.inferer(inputs[(slice(None), slice(None), *box)], network, *args, **kwargs)
+        output = torch.zeros((*cropped.shape[:2], *inputs.shape[2:]), dtype=cropped.dtype, device=cropped.device)
+        if self.background_channel is not None:
+            output[:, self.background_channel] = 1
+        output[(slice(None), slice(None), *box)] = cropped
+        return output

@@ -18,17 +18,24 @@ class FixedWeightGeneralizedDiceLoss(_Loss):
     present ones; with small crops, rare classes (enhancing tumour) and cases without them, that drives their
     probabilities to zero. Fixed weights keep every class's gradient proportionate.
 
+    ``ce_weight`` adds that much cross-entropy on the same probabilities. A Dice loss alone reaches the logits
+    through the softmax's derivative, which vanishes once a class is confidently wrong: measured on the synthetic
+    dataset (seed 123, quick config), the enhancing tumour stayed at probability 0.002 inside its own voxels for 40
+    epochs under the Dice term alone and was learned with the cross-entropy term.
+
     Args:
         class_weights: one weight per channel. The bundle's default ``(0.0022, 1, 0.33, 1)`` is the inverse class
             frequency of a typical BraTS 2021 case (background 98.9 %, NCR/NET 0.22 %, edema 0.66 %, enhancing
             0.22 % of the voxels), normalised to a maximum of 1.
         smooth: added to the denominator.
+        ce_weight: weight of the cross-entropy term (0: the paper's loss alone); ``pred`` must be probabilities.
     """
 
-    def __init__(self, class_weights: Sequence[float], smooth: float = 1e-5) -> None:
+    def __init__(self, class_weights: Sequence[float], smooth: float = 1e-5, ce_weight: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("class_weights", torch.as_tensor(class_weights, dtype=torch.float32))
         self.smooth = smooth
+        self.ce_weight = float(ce_weight)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape != target.shape:
@@ -39,4 +46,7 @@ class FixedWeightGeneralizedDiceLoss(_Loss):
         weights = self.class_weights.to(pred.device)
         intersection = (weights * (pred * target).sum(dims)).sum()
         total = (weights * (pred + target).sum(dims)).sum()
-        return 1.0 - 2.0 * intersection / (total + self.smooth)
+        loss = 1.0 - 2.0 * intersection / (total + self.smooth)
+        if self.ce_weight:
+            loss = loss - self.ce_weight * (target * torch.log(pred.clamp_min(1e-7))).sum(1).mean()
+        return loss

@@ -231,3 +231,27 @@ def test_ensemble_of_two_identical_models_equals_one(inference_inputs, tmp_path)
     a = np.asanyarray(nib.load(tmp_path / "single" / "BraTS2021_lps.nii.gz").dataobj)
     b = np.asanyarray(nib.load(tmp_path / "double" / "BraTS2021_lps.nii.gz").dataobj)
     assert np.array_equal(a, b)
+
+
+def test_foreground_crop_inferer_runs_windows_on_the_brain_only():
+    from monai.inferers import SlidingWindowInferer
+
+    from custom_nets.inference import ForegroundCropInferer
+
+    image = torch.zeros(1, 4, 64, 64, 48)
+    image[:, :, 10:40, 20:50, 5:30] = torch.randn(1, 4, 30, 30, 25)
+    net = Vox2VoxGenerator(4, 4, channels=TINY["generator_channels"]).eval()
+    inner = SlidingWindowInferer(roi_size=32, overlap=0.5, mode="gaussian")
+    calls = []
+    net.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
+    with torch.no_grad():
+        out = ForegroundCropInferer(inner, margin=2)(image, net)
+        windows_cropped = len(calls)
+        inside = inner(image[:, :, 8:42, 18:52, 3:32], net)
+    assert out.shape == (1, 4, 64, 64, 48)
+    torch.testing.assert_close(out[:, :, 8:42, 18:52, 3:32], inside)
+    assert torch.all(out[:, 0, :8] == 1) and torch.all(out[:, 1:, :8] == 0)
+    calls.clear()
+    with torch.no_grad():
+        inner(image, net)
+    assert windows_cropped < len(calls)

@@ -35,3 +35,16 @@ def test_shape_errors():
         loss(torch.zeros(1, 2, 4, 4, 4), torch.zeros(1, 2, 4, 4, 5))
     with pytest.raises(ValueError, match="2 class weights for 3 channels"):
         loss(torch.zeros(1, 3, 4, 4, 4), torch.zeros(1, 3, 4, 4, 4))
+
+
+def test_cross_entropy_term_keeps_a_confidently_wrong_class_learnable():
+    target = torch.zeros(1, 2, 4, 4, 4)
+    target[:, 1] = 1
+    logits = torch.zeros(1, 2, 4, 4, 4)
+    logits[:, 0] = 8.0  # confidently wrong: p(class 1) ~ 3e-4
+    grads = {}
+    for ce in (0.0, 1.0):
+        x = logits.clone().requires_grad_(True)
+        FixedWeightGeneralizedDiceLoss([1.0, 1.0], ce_weight=ce)(torch.softmax(x, 1), target).backward()
+        grads[ce] = x.grad[:, 1].abs().mean().item()
+    assert grads[1.0] > 100 * grads[0.0]

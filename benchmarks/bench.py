@@ -1,0 +1,386 @@
+"""Speed and memory of Vox2Vox training and full-volume inference, ours against a reference-style loop.
+
+    python benchmarks/bench.py                       # 64^3 crops, full widths, 3 timed iterations after 1 warm-up
+    python benchmarks/bench.py --crop 128 --iterations 2 --skip_inference
+    python benchmarks/bench.py --channels 16,32,64,128 --amp --checkpointing
+
+Each measurement runs in a fresh process so that its peak memory is its own: peak resident memory (CPU) or peak
+allocated memory (CUDA). Training figures: seconds per iteration and its split (data wait, generator
+forward/backward, discriminator forward/backward, optimizer steps), FLOPs of one iteration counted with
+``torch.utils.flop_counter`` and the achieved FLOP/s as a share of this machine's measured matmul throughput.
+Inference: one 240x240x155 4-channel case through the bundle's configured inferer and MONAI's plain
+``SlidingWindowInferer(roi 128^3, overlap 0.5)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import time
+from collections import defaultdict
+
+import torch
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+class Timer:
+    """Accumulates wall time of module forwards and optimizer steps through hooks."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.totals: dict[str, float] = defaultdict(float)
+        self._starts: dict[str, float] = {}
+
+    def _begin(self, key: str) -> None:
+        sync(self.device)
+        self._starts[key] = time.perf_counter()
+
+    def _end(self, key: str) -> None:
+        sync(self.device)
+        self.totals[key] += time.perf_counter() - self._starts.pop(key)
+
+    def forwards(self, module: torch.nn.Module, key: str) -> None:
+        module.register_forward_pre_hook(lambda *_: self._begin(key))
+        module.register_forward_hook(lambda *_: self._end(key))
+
+    def steps(self, optimizer: torch.optim.Optimizer, key: str) -> None:
+        optimizer.register_step_pre_hook(lambda *_: self._begin(key))
+        optimizer.register_step_post_hook(lambda *_: self._end(key))
+
+
+def build(args, device):
+    from monai.losses import PatchAdversarialLoss
+
+    from custom_nets import Vox2VoxDiscriminator, Vox2VoxGenerator
+    from custom_nets.losses import FixedWeightGeneralizedDiceLoss
+
+    gen = Vox2VoxGenerator(4, 4, channels=args.channels, use_checkpoint=args.checkpointing).to(device)
+    disc = Vox2VoxDiscriminator(4, 4, channels=args.channels).to(device)
+    return (
+        gen,
+        disc,
+        FixedWeightGeneralizedDiceLoss([0.0022, 1.0, 0.33, 1.0]),
+        PatchAdversarialLoss(criterion="least_squares", no_activation_leastsq=True),
+    )
+
+
+def batches(args, device, n):
+    x = torch.randn(args.batch, 4, args.crop, args.crop, args.crop)
+    labels = torch.randint(0, 4, (args.batch, 1, args.crop, args.crop, args.crop))
+    y = torch.zeros(args.batch, 4, args.crop, args.crop, args.crop).scatter_(1, labels, 1.0)
+    for _ in range(n):
+        yield {"image": x.clone(), "label": y.clone()}
+
+
+def train_ours(args, queue):
+    """The bundle's ConditionalGanTrainer: one generator forward, real and fake scored in one discriminator pass,
+    fused Adam, zero_grad(set_to_none=True)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from custom_nets.engines import ConditionalGanTrainer
+
+    device = torch.device(args.device)
+    gen, disc, voxel, adversarial = build(args, device)
+    fused = {"fused": True} if args.fused else {}
+    g_opt = torch.optim.Adam(gen.parameters(), 2e-4, betas=(0.5, 0.999), **fused)
+    d_opt = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999), **fused)
+    total = args.warmup + args.iterations
+    trainer = ConditionalGanTrainer(
+        device=device,
+        max_epochs=1,
+        train_data_loader=list(batches(args, device, total)),
+        network=gen,
+        optimizer=g_opt,
+        loss_function=voxel,
+        discriminator=disc,
+        d_optimizer=d_opt,
+        adversarial_loss=adversarial,
+        d_threshold=args.d_threshold,
+        amp=args.amp,
+        decollate=False,
+    )
+    timer = Timer(device)
+    timer.forwards(gen, "generator forward")
+    timer.forwards(disc, "discriminator forward")
+    timer.steps(g_opt, "optimizer steps")
+    timer.steps(d_opt, "optimizer steps")
+    phases: dict[str, float] = defaultdict(float)
+    state = {"data": 0.0}
+    original = trainer.backward_d, trainer.backward_g
+
+    def timed(name, fn):
+        def run(*a, **k):
+            sync(device)
+            start = time.perf_counter()
+            out = fn(*a, **k)
+            sync(device)
+            phases[name] += time.perf_counter() - start
+            return out
+
+        return run
+
+    trainer.backward_d = timed("discriminator phase", original[0])
+    trainer.backward_g = timed("generator phase", original[1])
+    iteration_times = []
+
+    from ignite.engine import Events
+
+    @trainer.on(Events.GET_BATCH_STARTED)
+    def _data_start(_):
+        state["t_data"] = time.perf_counter()
+
+    @trainer.on(Events.GET_BATCH_COMPLETED)
+    def _data_end(_):
+        state["data"] += time.perf_counter() - state["t_data"]
+
+    @trainer.on(Events.ITERATION_STARTED)
+    def _start(engine):
+        if engine.state.iteration == args.warmup + 1:
+            timer.totals.clear()
+            phases.clear()
+            state["data"] = 0.0
+        sync(device)
+        state["t0"] = time.perf_counter()
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _end(engine):
+        sync(device)
+        if engine.state.iteration > args.warmup:
+            iteration_times.append(time.perf_counter() - state["t0"])
+
+    updated = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: updated.append(e.state.output["d_updated"]))
+    trainer.run()
+    split = split_times(timer, phases, state["data"], args.iterations)
+    batch = next(batches(args, device, 1))
+    with FlopCounterMode(display=False) as counter:
+        trainer._iteration(trainer, batch)
+    queue.put(
+        {
+            "seconds_per_iteration": sum(iteration_times) / len(iteration_times),
+            "split": split,
+            "flops": counter.get_total_flops(),
+            "peak_memory_gib": peak_memory_gib(device),
+            "d_update_fraction": sum(updated[args.warmup :]) / args.iterations,
+        }
+    )
+
+
+def split_times(timer, phases, data, n):
+    g_fwd, d_fwd, steps = (timer.totals[k] for k in ("generator forward", "discriminator forward", "optimizer steps"))
+    d_phase, g_phase = phases.get("discriminator phase", 0.0), phases.get("generator phase", 0.0)
+    # the generator phase holds the frozen discriminator's forward, the backward through both networks and G's step
+    return {
+        k: v / n
+        for k, v in {
+            "data wait": data,
+            "generator forward": g_fwd,
+            "discriminator forward": d_fwd,
+            "backward (G and D)": d_phase + g_phase - d_fwd - steps,
+            "optimizer steps": steps,
+        }.items()
+    }
+
+
+def train_reference(args, queue):
+    """A pix2pix loop written the way the public reference writes it: the generator runs forward twice (once for
+    D, once for G), real and fake pairs in separate discriminator passes, for-loop Adam."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = torch.device(args.device)
+    gen, disc, voxel, adversarial = build(args, device)
+    g_opt = torch.optim.Adam(gen.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
+    d_opt = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
+    timer = Timer(device)
+    timer.forwards(gen, "generator forward")
+    timer.forwards(disc, "discriminator forward")
+    timer.steps(g_opt, "optimizer steps")
+    timer.steps(d_opt, "optimizer steps")
+    phases: dict[str, float] = defaultdict(float)
+
+    def iteration(batch):
+        x, y = batch["image"].to(device), batch["label"].to(device)
+        start = time.perf_counter()
+        fake = gen(x)  # for the discriminator
+        pred_real, pred_fake = disc(target=y, condition=x), disc(target=fake.detach(), condition=x)
+        accuracy = torch.cat([(pred_real >= 0.5).float().flatten(), (pred_fake <= 0.5).float().flatten()]).mean()
+        d_loss = 0.5 * (adversarial(pred_real, True, True) + adversarial(pred_fake, False, True))
+        if accuracy.item() <= args.d_threshold:
+            d_opt.zero_grad()
+            d_loss.backward()
+            d_opt.step()
+        sync(device)
+        phases["discriminator phase"] += time.perf_counter() - start
+        start = time.perf_counter()
+        g_opt.zero_grad()
+        fake = gen(x)  # again, for the generator
+        g_loss = adversarial(disc(target=fake, condition=x), True, False) + 5.0 * voxel(fake, y)
+        g_loss.backward()
+        g_opt.step()
+        sync(device)
+        phases["generator phase"] += time.perf_counter() - start
+
+    data = list(batches(args, device, args.warmup + args.iterations))
+    for batch in data[: args.warmup]:
+        iteration(batch)
+    timer.totals.clear()
+    phases.clear()
+    start = time.perf_counter()
+    for batch in data[args.warmup :]:
+        iteration(batch)
+    sync(device)
+    elapsed = (time.perf_counter() - start) / args.iterations
+    split = split_times(timer, phases, 0.0, args.iterations)
+    with FlopCounterMode(display=False) as counter:
+        iteration(data[0])
+    queue.put(
+        {
+            "seconds_per_iteration": elapsed,
+            "split": split,
+            "flops": counter.get_total_flops(),
+            "peak_memory_gib": peak_memory_gib(device),
+        }
+    )
+
+
+def inference_case(shape=(240, 240, 155)):
+    """A 4-channel synthetic BraTS-like case at the BraTS grid, z-scored over the brain, as the bundle feeds it."""
+    import numpy as np
+
+    from custom_nets.data.synthetic import CHANNELS, add_tumour, brain_tissue, render
+
+    rng = np.random.default_rng(0)
+    tissue = add_tumour(rng, brain_tissue(rng, shape), enhancing=True)
+    images = [render(rng, tissue, m) for m in CHANNELS]
+    image = torch.from_numpy(np.stack(images))[None]
+    brain = image != 0
+    mean = (image * brain).sum((2, 3, 4), keepdim=True) / brain.sum((2, 3, 4), keepdim=True)
+    std = (((image - mean) * brain) ** 2).sum((2, 3, 4), keepdim=True).div(brain.sum((2, 3, 4), keepdim=True)).sqrt()
+    return torch.where(brain, (image - mean) / std, 0.0)
+
+
+def infer(args, queue, plain: bool):
+    from monai.bundle import ConfigParser
+    from monai.inferers import SlidingWindowInferer
+
+    from custom_nets import Vox2VoxGenerator
+
+    device = torch.device(args.device)
+    net = Vox2VoxGenerator(4, 4, channels=args.channels).to(device).eval()
+    if plain:
+        inferer = SlidingWindowInferer(roi_size=128, overlap=0.5)
+    else:
+        parser = ConfigParser()
+        parser.read_config("bundle/configs/inference.json")
+        parser["device"] = f"$torch.device('{args.device}')"
+        inferer = parser.get_parsed_content("inferer")
+    image = inference_case()
+    sync(device)
+    start = time.perf_counter()
+    with torch.no_grad(), torch.autocast(device.type, enabled=args.amp):
+        output = inferer(image, net)
+    sync(device)
+    queue.put(
+        {
+            "seconds": time.perf_counter() - start,
+            "peak_memory_gib": peak_memory_gib(device),
+            "classes": torch.bincount(output.argmax(1).flatten(), minlength=4).tolist(),
+        }
+    )
+
+
+def run_child(target, args, *extra):
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(args, queue, *extra))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")), default=(64, 128, 256, 512))
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--no_fused", dest="fused", action="store_false")
+    parser.add_argument("--d_threshold", type=float, default=0.8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip_reference", action="store_true")
+    parser.add_argument("--skip_inference", action="store_true")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    )
+    peak = matmul_gflops(device)
+    print(f"machine: {machine}; torch {torch.__version__}; fp32 matmul {peak:.0f} GFLOP/s")
+    print(
+        f"config: crop {args.crop}^3, batch {args.batch}, widths {args.channels}, amp {args.amp}, "
+        f"checkpointing {args.checkpointing}, fused Adam {args.fused}"
+    )
+    results = {"machine": machine, "matmul_gflops": peak, "config": vars(args)}
+    results["ours"] = run_child(train_ours, args)
+    if not args.skip_reference:
+        results["reference"] = run_child(train_reference, args)
+    rows = [("training", k) for k in ("ours", "reference") if k in results]
+    print(f"\n{'training':<34}" + "".join(f"{name:>14}" for _, name in rows))
+    for label, key in (("seconds / iteration", "seconds_per_iteration"), ("peak memory (GiB)", "peak_memory_gib")):
+        print(f"{label:<34}" + "".join(f"{results[n][key]:>14.3f}" for _, n in rows))
+    for part in results["ours"]["split"]:
+        print(f"  {part:<32}" + "".join(f"{results[n]['split'][part]:>14.3f}" for _, n in rows))
+    print(f"{'TFLOP / iteration':<34}" + "".join(f"{results[n]['flops'] / 1e12:>14.3f}" for _, n in rows))
+    for _, n in rows:
+        results[n]["gflops_per_s"] = results[n]["flops"] / results[n]["seconds_per_iteration"] / 1e9
+    print(f"{'achieved GFLOP/s':<34}" + "".join(f"{results[n]['gflops_per_s']:>14.1f}" for _, n in rows))
+    print(f"{'share of matmul peak':<34}" + "".join(f"{results[n]['gflops_per_s'] / peak:>14.1%}" for _, n in rows))
+    if "reference" in results:
+        ratio = results["ours"]["seconds_per_iteration"] / results["reference"]["seconds_per_iteration"]
+        print(f"ours / reference time per iteration: {ratio:.2f}")
+    if not args.skip_inference:
+        results["inference"] = run_child(infer, args, False)
+        results["inference_plain"] = run_child(infer, args, True)
+        print(f"\n{'inference, 240x240x155x4':<34}{'configured':>14}{'plain SW':>14}")
+        for label, key in (("seconds", "seconds"), ("peak memory (GiB)", "peak_memory_gib")):
+            print(f"{label:<34}{results['inference'][key]:>14.2f}{results['inference_plain'][key]:>14.2f}")
+        print(f"configured / plain time: {results['inference']['seconds'] / results['inference_plain']['seconds']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=4, default=str)
+
+
+if __name__ == "__main__":
+    main()
