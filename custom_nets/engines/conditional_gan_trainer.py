@@ -179,6 +179,7 @@ class ConditionalGanTrainer(SupervisedTrainer):
             if distributed:
                 torch.distributed.all_reduce(accuracy)
                 accuracy /= torch.distributed.get_world_size()
+        self._check_finite(discriminator_output=logits.detach().sum())
         update = bool(accuracy.item() <= self.d_threshold)
         if update and distributed:
             with self._autocast():
