@@ -63,6 +63,15 @@ class Timer:
         sync(self.device)
         self.totals[key] += time.perf_counter() - self._starts.pop(key)
 
+    @classmethod
+    def attached(cls, device, gen, disc, g_opt, d_opt) -> Timer:
+        timer = cls(device)
+        timer.forwards(gen, "generator forward")
+        timer.forwards(disc, "discriminator forward")
+        timer.steps(g_opt, "optimizer steps")
+        timer.steps(d_opt, "optimizer steps")
+        return timer
+
     def forwards(self, module: torch.nn.Module, key: str) -> None:
         module.register_forward_pre_hook(lambda *_: self._begin(key))
         module.register_forward_hook(lambda *_: self._end(key))
@@ -123,11 +132,7 @@ def train_ours(args, queue):
         amp=args.amp,
         decollate=False,
     )
-    timer = Timer(device)
-    timer.forwards(gen, "generator forward")
-    timer.forwards(disc, "discriminator forward")
-    timer.steps(g_opt, "optimizer steps")
-    timer.steps(d_opt, "optimizer steps")
+    timer = Timer.attached(device, gen, disc, g_opt, d_opt)
     phases: dict[str, float] = defaultdict(float)
     state = {"data": 0.0}
     original = trainer.backward_d, trainer.backward_g
@@ -215,11 +220,7 @@ def train_reference(args, queue):
     gen, disc, voxel, adversarial = build(args, device)
     g_opt = torch.optim.Adam(gen.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
     d_opt = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
-    timer = Timer(device)
-    timer.forwards(gen, "generator forward")
-    timer.forwards(disc, "discriminator forward")
-    timer.steps(g_opt, "optimizer steps")
-    timer.steps(d_opt, "optimizer steps")
+    timer = Timer.attached(device, gen, disc, g_opt, d_opt)
     phases: dict[str, float] = defaultdict(float)
 
     def iteration(batch):
@@ -271,7 +272,8 @@ def inference_case(shape=(240, 240, 155)):
     """A 4-channel synthetic BraTS-like case at the BraTS grid, z-scored over the brain, as the bundle feeds it."""
     import numpy as np
 
-    from custom_nets.data.synthetic import CHANNELS, add_tumour, brain_tissue, render
+    from custom_nets.data.conventions import CHANNELS
+    from custom_nets.data.synthetic import add_tumour, brain_tissue, render
 
     rng = np.random.default_rng(0)
     tissue = add_tumour(rng, brain_tissue(rng, shape), enhancing=True)
@@ -318,7 +320,13 @@ def run_child(target, args, *extra):
     queue = context.Queue()
     process = context.Process(target=target, args=(args, queue, *extra))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Exception:  # queue.Empty: keep waiting while the child lives
+            if not process.is_alive():
+                raise RuntimeError(f"{target.__name__} failed (exit code {process.exitcode}); see above") from None
     process.join()
     return result
 
@@ -335,6 +343,7 @@ def main() -> None:
     parser.add_argument("--no_fused", dest="fused", action="store_false")
     parser.add_argument("--d_threshold", type=float, default=0.8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip_training", action="store_true")
     parser.add_argument("--skip_reference", action="store_true")
     parser.add_argument("--skip_inference", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
@@ -353,6 +362,21 @@ def main() -> None:
         f"checkpointing {args.checkpointing}, fused Adam {args.fused}"
     )
     results = {"machine": machine, "matmul_gflops": peak, "config": vars(args)}
+    if not args.skip_training:
+        report_training(args, results, peak)
+    if not args.skip_inference:
+        results["inference"] = run_child(infer, args, False)
+        results["inference_plain"] = run_child(infer, args, True)
+        print(f"\n{'inference, 240x240x155x4':<34}{'configured':>14}{'plain SW':>14}")
+        for label, key in (("seconds", "seconds"), ("peak memory (GiB)", "peak_memory_gib")):
+            print(f"{label:<34}{results['inference'][key]:>14.2f}{results['inference_plain'][key]:>14.2f}")
+        print(f"configured / plain time: {results['inference']['seconds'] / results['inference_plain']['seconds']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=4, default=str)
+
+
+def report_training(args, results, peak):
     results["ours"] = run_child(train_ours, args)
     if not args.skip_reference:
         results["reference"] = run_child(train_reference, args)
@@ -370,16 +394,6 @@ def main() -> None:
     if "reference" in results:
         ratio = results["ours"]["seconds_per_iteration"] / results["reference"]["seconds_per_iteration"]
         print(f"ours / reference time per iteration: {ratio:.2f}")
-    if not args.skip_inference:
-        results["inference"] = run_child(infer, args, False)
-        results["inference_plain"] = run_child(infer, args, True)
-        print(f"\n{'inference, 240x240x155x4':<34}{'configured':>14}{'plain SW':>14}")
-        for label, key in (("seconds", "seconds"), ("peak memory (GiB)", "peak_memory_gib")):
-            print(f"{label:<34}{results['inference'][key]:>14.2f}{results['inference_plain'][key]:>14.2f}")
-        print(f"configured / plain time: {results['inference']['seconds'] / results['inference_plain']['seconds']:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=4, default=str)
 
 
 if __name__ == "__main__":
