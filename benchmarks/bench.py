@@ -133,23 +133,7 @@ def train_ours(args, queue):
         decollate=False,
     )
     timer = Timer.attached(device, gen, disc, g_opt, d_opt)
-    phases: dict[str, float] = defaultdict(float)
     state = {"data": 0.0}
-    original = trainer.backward_d, trainer.backward_g
-
-    def timed(name, fn):
-        def run(*a, **k):
-            sync(device)
-            start = time.perf_counter()
-            out = fn(*a, **k)
-            sync(device)
-            phases[name] += time.perf_counter() - start
-            return out
-
-        return run
-
-    trainer.backward_d = timed("discriminator phase", original[0])
-    trainer.backward_g = timed("generator phase", original[1])
     iteration_times = []
 
     from ignite.engine import Events
@@ -166,7 +150,6 @@ def train_ours(args, queue):
     def _start(engine):
         if engine.state.iteration == args.warmup + 1:
             timer.totals.clear()
-            phases.clear()
             state["data"] = 0.0
         sync(device)
         state["t0"] = time.perf_counter()
@@ -180,7 +163,8 @@ def train_ours(args, queue):
     updated = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: updated.append(e.state.output["d_updated"]))
     trainer.run()
-    split = split_times(timer, phases, state["data"], args.iterations)
+    seconds = sum(iteration_times) / len(iteration_times)
+    split = split_times(timer, seconds, state["data"], args.iterations)
     batch = next(batches(args, device, 1))
     with FlopCounterMode(display=False) as counter:
         trainer._iteration(trainer, batch)
@@ -195,19 +179,17 @@ def train_ours(args, queue):
     )
 
 
-def split_times(timer, phases, data, n):
-    g_fwd, d_fwd, steps = (timer.totals[k] for k in ("generator forward", "discriminator forward", "optimizer steps"))
-    d_phase, g_phase = phases.get("discriminator phase", 0.0), phases.get("generator phase", 0.0)
-    # the generator phase holds the frozen discriminator's forward, the backward through both networks and G's step
+def split_times(timer, seconds_per_iteration, data, n):
+    """Per-iteration split; what the hooks do not see (backward passes, losses, small ops) is the remainder."""
+    keys = ("generator forward", "discriminator forward", "optimizer steps")
+    g_fwd, d_fwd, steps = (timer.totals[k] / n for k in keys)
+    data /= n
     return {
-        k: v / n
-        for k, v in {
-            "data wait": data,
-            "generator forward": g_fwd,
-            "discriminator forward": d_fwd,
-            "backward (G and D)": d_phase + g_phase - d_fwd - steps,
-            "optimizer steps": steps,
-        }.items()
+        "data wait": data,
+        "generator forward": g_fwd,
+        "discriminator forward": d_fwd,
+        "backward and the rest": seconds_per_iteration - data - g_fwd - d_fwd - steps,
+        "optimizer steps": steps,
     }
 
 
@@ -221,11 +203,9 @@ def train_reference(args, queue):
     g_opt = torch.optim.Adam(gen.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
     d_opt = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999), foreach=False)
     timer = Timer.attached(device, gen, disc, g_opt, d_opt)
-    phases: dict[str, float] = defaultdict(float)
 
     def iteration(batch):
         x, y = batch["image"].to(device), batch["label"].to(device)
-        start = time.perf_counter()
         fake = gen(x)  # for the discriminator
         pred_real, pred_fake = disc(target=y, condition=x), disc(target=fake.detach(), condition=x)
         accuracy = torch.cat([(pred_real >= 0.5).float().flatten(), (pred_fake <= 0.5).float().flatten()]).mean()
@@ -234,28 +214,22 @@ def train_reference(args, queue):
             d_opt.zero_grad()
             d_loss.backward()
             d_opt.step()
-        sync(device)
-        phases["discriminator phase"] += time.perf_counter() - start
-        start = time.perf_counter()
         g_opt.zero_grad()
         fake = gen(x)  # again, for the generator
         g_loss = adversarial(disc(target=fake, condition=x), True, False) + 5.0 * voxel(fake, y)
         g_loss.backward()
         g_opt.step()
-        sync(device)
-        phases["generator phase"] += time.perf_counter() - start
 
     data = list(batches(args, device, args.warmup + args.iterations))
     for batch in data[: args.warmup]:
         iteration(batch)
     timer.totals.clear()
-    phases.clear()
     start = time.perf_counter()
     for batch in data[args.warmup :]:
         iteration(batch)
     sync(device)
     elapsed = (time.perf_counter() - start) / args.iterations
-    split = split_times(timer, phases, 0.0, args.iterations)
+    split = split_times(timer, elapsed, 0.0, args.iterations)
     with FlopCounterMode(display=False) as counter:
         iteration(data[0])
     queue.put(
