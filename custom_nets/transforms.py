@@ -38,3 +38,21 @@ class RelabelSmallEnhancingd(MapTransform):
                 classes[enhancing] = self.ncr_class
                 d[key] = classes
         return d
+
+
+class CheckFinited(MapTransform):
+    """Load-time guard for data that changed after its datalist was checked: raises ``DataError`` naming the file
+    when an image holds NaN or infinite voxels (a non-finite input would otherwise surface as a non-finite loss)."""
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        from custom_nets.data.datalist import DataError
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = torch.as_tensor(d[key])
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                meta = getattr(d[key], "meta", {}) or {}
+                source = meta.get("filename_or_obj", d.get("case", key))
+                bad = int((~torch.isfinite(value)).sum())
+                raise DataError(f"{source}: {bad} NaN or infinite voxels in '{key}'; expected finite intensities.")
+        return d

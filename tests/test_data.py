@@ -7,6 +7,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from monai.data import load_decathlon_datalist
 from monai.transforms import MapLabelValued
 
@@ -217,3 +218,17 @@ def test_cli_datalist_and_montage(synthetic_dataset, tmp_path):
     cmd = [sys.executable, "-m", "custom_nets.data", "montage", synthetic_dataset, "--case", "BraTS2021_00002"]
     subprocess.run(cmd + ["--output_file", str(png)], check=True, env=env)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_load_time_guard_names_the_file_with_non_finite_voxels(tmp_path):
+    from monai.transforms import LoadImaged
+
+    from custom_nets.transforms import CheckFinited
+
+    data = np.ones((8, 8, 8), np.float32)
+    data[1, 2, 3] = np.nan
+    path = save(data, str(tmp_path / "case_flair.nii.gz"))
+    loaded = LoadImaged("image", image_only=True)({"image": path})
+    with pytest.raises(DataError, match=r"case_flair.nii.gz: 1 NaN or infinite voxels in 'image'"):
+        CheckFinited("image")(loaded)
+    assert CheckFinited("image")({"image": torch.ones(2, 2)})["image"].sum() == 4
