@@ -18,3 +18,10 @@ def flag(value) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"expected a boolean switch (true/false), got {value!r}.")
+
+
+def is_main_process() -> bool:
+    """True outside ``torch.distributed`` and on rank 0: handlers that write files run there only."""
+    import torch.distributed as dist
+
+    return not dist.is_initialized() or dist.get_rank() == 0

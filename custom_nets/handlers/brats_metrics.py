@@ -23,6 +23,7 @@ from ignite.engine import Engine, Events
 from monai.metrics import compute_dice, compute_hausdorff_distance, get_confusion_matrix
 
 from custom_nets.handlers.regions import REGION_CHANNELS, case_name, decollated_items
+from custom_nets.utils import is_main_process
 
 REGIONS = ("WT", "TC", "ET")
 METRICS = ("dice", "hd95", "sensitivity", "specificity")
@@ -125,7 +126,7 @@ class BratsMetricsWriter:
             )
 
     def _write(self, engine: Engine) -> None:
-        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        if not is_main_process():
             return
         os.makedirs(self.output_dir, exist_ok=True)
         columns = ["case"] + [f"{m}_{r}" for m in METRICS for r in REGIONS]

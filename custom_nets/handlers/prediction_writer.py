@@ -12,6 +12,7 @@ from ignite.engine import Engine, Events
 
 from custom_nets.data.conventions import CLASS_LABELS
 from custom_nets.handlers.regions import case_name, decollated_items
+from custom_nets.utils import is_main_process
 from custom_nets.visualize import orthogonal_overlay
 
 
@@ -50,7 +51,7 @@ class PredictionWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        if not is_main_process():
             return
         items = decollated_items(engine)
         os.makedirs(self.output_dir, exist_ok=True)

@@ -13,6 +13,8 @@ import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
+from custom_nets.utils import is_main_process
+
 PACKAGES = ("custom_nets", "monai", "torch", "pytorch-ignite", "numpy", "nibabel", "itk", "tensorboard", "fire")
 
 
@@ -70,7 +72,7 @@ class RunRecord:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        if not is_main_process():
             return
         os.makedirs(self.output_dir, exist_ok=True)
         record = command_line_config() or {"argv": list(sys.argv), "cwd": os.getcwd()}

@@ -7,10 +7,10 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from ignite.engine import Engine, Events
 
 from custom_nets.handlers.regions import regions_to_classes
+from custom_nets.utils import is_main_process
 from custom_nets.visualize import orthogonal_overlay
 
 
@@ -39,7 +39,7 @@ class ValidationSnapshot:
         engine.add_event_handler(Events.ITERATION_COMPLETED(once=1), self)
 
     def __call__(self, engine: Engine) -> None:
-        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        if not is_main_process():
             return
         item = engine.state.output[0] if isinstance(engine.state.output, list) else engine.state.output
         image = np.asarray(item["image"][self.image_channel].detach().cpu())
