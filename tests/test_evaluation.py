@@ -255,3 +255,20 @@ def test_foreground_crop_inferer_runs_windows_on_the_brain_only():
     with torch.no_grad():
         inner(image, net)
     assert windows_cropped < len(calls)
+
+
+def test_inference_post_processing_and_flip_tta(inference_inputs, tmp_path):
+    from scipy import ndimage
+
+    data = tmp_path / "data"
+    os.makedirs(data)
+    os.symlink(os.path.join(inference_inputs["data"], "BraTS2021_ras"), data / "BraTS2021_ras")
+    inputs = {**inference_inputs, "data": str(data)}
+    plain = infer(inputs, tmp_path / "plain", check=True)
+    post = infer(inputs, tmp_path / "post", check=True, flip_tta="true", largest_component="true", et_min_voxels=10**6)
+    assert plain.returncode == post.returncode == 0
+    a = np.asanyarray(nib.load(tmp_path / "plain" / "BraTS2021_ras.nii.gz").dataobj)
+    b = np.asanyarray(nib.load(tmp_path / "post" / "BraTS2021_ras.nii.gz").dataobj)
+    assert not np.array_equal(a, b)
+    assert 4 not in np.unique(b)  # every enhancing voxel relabelled as necrosis (fewer than 10^6)
+    assert ndimage.label(b > 0, structure=np.ones((3, 3, 3)))[1] <= 1  # one tumour (26-connected)
