@@ -8,34 +8,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-import nibabel as nib
-import numpy as np
 import torch
 from monai.inferers import Inferer
 
-from custom_nets.data.datalist import DataError, scan_dataset
+from custom_nets.data.datalist import DataError, check_case_grid, scan_dataset
 
 logger = logging.getLogger(__name__)
-
-
-def _check_headers(entry: dict[str, Any]) -> None:
-    """Shapes and affines of a case's modalities from their headers alone (no voxel data is read)."""
-    paths = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
-    first = None
-    for path in paths:
-        try:
-            image = nib.load(path)
-        except Exception as e:
-            raise DataError(f"case {entry['case']}: cannot read {path} ({type(e).__name__}: {e}).") from e
-        shape, affine = tuple(image.shape[:3]), image.affine
-        if first is None:
-            first = (path, shape, affine)
-        elif shape != first[1]:
-            raise DataError(f"case {entry['case']}: {path} has shape {shape}, but {first[0]} has {first[1]}.")
-        elif not np.allclose(affine, first[2], atol=1e-3):
-            raise DataError(f"case {entry['case']}: the affine of {path} differs from that of {first[0]}.")
 
 
 class CaseSelection:
@@ -60,7 +39,7 @@ class CaseSelection:
         self.entries, self.existing = [], []
         for entry in cases:
             try:
-                _check_headers(entry)
+                check_case_grid(entry)
             except DataError as e:
                 self.problems.append((entry["case"], str(e)))
                 continue

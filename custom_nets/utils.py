@@ -20,6 +20,27 @@ def flag(value) -> bool:
     raise ValueError(f"expected a boolean switch (true/false), got {value!r}.")
 
 
+def unwrap_ddp(module):
+    """The module inside ``DistributedDataParallel``, or the module itself."""
+    import torch
+
+    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+
+
+def sha256(path: str) -> str | None:
+    """Hex digest of a file, or None when it does not exist."""
+    import hashlib
+    import os
+
+    if not path or not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def is_main_process() -> bool:
     """True outside ``torch.distributed`` and on rank 0: handlers that write files run there only."""
     import torch.distributed as dist

@@ -8,23 +8,16 @@ run from a copy of the folder with only MONAI and its dependencies installed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import shutil
 from pathlib import Path
 
+from custom_nets.utils import sha256
+
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "brats_mri_vox2vox"
 BUNDLE_FILES = ("configs", "docs", "LICENSE", "large_files.yml")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package(output_dir: str = "dist", weights: str | None = None) -> Path:
@@ -46,7 +39,7 @@ def package(output_dir: str = "dist", weights: str | None = None) -> Path:
             raise FileNotFoundError(f"--weights {weights} does not exist; train first or leave it out.")
         shutil.copy2(weights_path, target / "models" / "model.pt")
         large_files = (target / "large_files.yml").read_text()
-        large_files = re.sub(r'hash_val: ".*"', f'hash_val: "{sha256(weights_path)}"', large_files)
+        large_files = re.sub(r'hash_val: ".*"', f'hash_val: "{sha256(str(weights_path))}"', large_files)
         (target / "large_files.yml").write_text(large_files)
     archive = shutil.make_archive(str(target), "zip", root_dir=target.parent, base_dir=NAME)
     print(f"{target}\n{archive}")

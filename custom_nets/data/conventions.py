@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 CHANNELS = ("flair", "t1", "t1ce", "t2")
 CLASSES = ("background", "NCR/NET", "edema", "enhancing")
 REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
@@ -39,6 +41,15 @@ BRATS2021 = Layout("brats2021", ("_flair", "_t1", "_t1ce", "_t2"), "_seg", "brat
 BRATS2023 = Layout("brats2023", ("-t2f", "-t1n", "-t1c", "-t2w"), "-seg", "brats2023")
 FOLDER_LAYOUTS = (BRATS2021, BRATS2023)
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+
+
+def labels_to_classes(labels: np.ndarray, convention: str) -> np.ndarray:
+    """A stored label map as canonical classes (uint8); values outside the convention become background."""
+    classes = np.zeros(labels.shape, dtype=np.uint8)
+    for canonical, value in enumerate(_labels(convention)):
+        if canonical:
+            classes[labels == value] = canonical
+    return classes
 
 
 def to_canonical(convention: str) -> tuple[list[int], list[int]]:

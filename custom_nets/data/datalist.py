@@ -152,37 +152,55 @@ def scan_dataset(data_dir: str, problems: list | None = None) -> tuple[Layout, l
 
 
 def _read(path: str, case: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    image = _header(path, case)
     try:
-        image = nib.load(path)
         data = np.asanyarray(image.dataobj)
-    except Exception as e:  # nibabel raises many types for truncated or corrupt files
+    except Exception as e:  # truncated or corrupt voxel data
         raise DataError(f"case {case}: cannot read {path} ({type(e).__name__}: {e}).") from e
     return data, image.affine, tuple(image.shape)
 
 
-def verify_case(entry: dict[str, Any], convention: str) -> None:
-    """Reads every file of one case and raises ``DataError`` on unreadable files, mismatched shapes or affines,
-    non-finite voxels, a wrong channel count or label values outside ``convention``."""
+def _header(path: str, case: str) -> nib.Nifti1Image:
+    try:
+        return nib.load(path)
+    except Exception as e:  # nibabel raises many types for corrupt files
+        raise DataError(f"case {case}: cannot read {path} ({type(e).__name__}: {e}).") from e
+
+
+def check_case_grid(entry: dict[str, Any]) -> tuple[str, tuple[int, ...], np.ndarray]:
+    """From the headers alone (no voxel data is read): the modalities of one case are 3D volumes (or one 4D image
+    with a channel per modality) on one grid. Raises ``DataError``; returns the first image's path, shape, affine."""
     case = entry["case"]
     images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
-    reference_shape, reference_affine, reference_path = None, None, None
+    reference = None
     for path in images:
-        data, affine, shape = _read(path, case)
+        header = _header(path, case)
+        shape, affine = tuple(header.shape), header.affine
         if len(images) == 1 and (len(shape) != 4 or shape[3] != len(CHANNELS)):
             raise DataError(
                 f"case {case}: {path} has shape {shape}, expected a 4D image with {len(CHANNELS)} channels."
             )
         if len(images) > 1 and len(shape) != 3:
             raise DataError(f"case {case}: {path} has shape {shape}, expected a 3D volume.")
-        if reference_shape is None:
-            reference_shape, reference_affine, reference_path = shape[:3], affine, path
-        elif shape[:3] != reference_shape:
-            raise DataError(f"case {case}: {path} has shape {shape[:3]}, but {reference_path} has {reference_shape}.")
-        elif not np.allclose(affine, reference_affine, atol=1e-3):
+        if reference is None:
+            reference = (path, shape[:3], affine)
+        elif shape[:3] != reference[1]:
+            raise DataError(f"case {case}: {path} has shape {shape[:3]}, but {reference[0]} has {reference[1]}.")
+        elif not np.allclose(affine, reference[2], atol=1e-3):
             raise DataError(
-                f"case {case}: the affine of {path} differs from that of {reference_path} "
-                f"(modalities must be co-registered on one grid):\n{affine}\nvs\n{reference_affine}"
+                f"case {case}: the affine of {path} differs from that of {reference[0]} "
+                f"(modalities must be co-registered on one grid):\n{affine}\nvs\n{reference[2]}"
             )
+    return reference
+
+
+def verify_case(entry: dict[str, Any], convention: str) -> None:
+    """Reads every file of one case and raises ``DataError`` on unreadable files, mismatched shapes or affines,
+    non-finite voxels, a wrong channel count or label values outside ``convention``."""
+    case = entry["case"]
+    reference_path, reference_shape, reference_affine = check_case_grid(entry)
+    for path in entry["image"] if isinstance(entry["image"], list) else [entry["image"]]:
+        data, _, _ = _read(path, case)
         if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
             bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
             raise DataError(f"case {case}: {path} has {bad} NaN or infinite voxels; expected finite intensities.")

@@ -7,7 +7,7 @@ import os
 import nibabel as nib
 import numpy as np
 
-from custom_nets.data.conventions import CHANNELS, CLASS_LABELS
+from custom_nets.data.conventions import CHANNELS, labels_to_classes
 from custom_nets.data.datalist import DataError, scan_dataset
 from custom_nets.visualize import modality_montage
 
@@ -35,10 +35,7 @@ def montage(data_dir: str, case: str | None = None, output_file: str | None = No
         images = {name: stacked[..., i] for i, name in enumerate(CHANNELS)}
     classes = None
     if "label" in chosen:
-        labels = _canonical(chosen["label"])
-        classes = np.zeros(labels.shape, dtype=np.uint8)
-        for canonical, value in enumerate(CLASS_LABELS[layout.label_convention]):
-            classes[labels == value] = canonical
+        classes = labels_to_classes(_canonical(chosen["label"]), layout.label_convention)
     output_file = output_file or f"{chosen['case']}_montage.png"
     os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
     modality_montage(images, classes, output_file, title=chosen["case"])

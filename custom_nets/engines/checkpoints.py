@@ -6,21 +6,16 @@ import glob
 import os
 import re
 
-import torch
-
 from custom_nets.engines.conditional_gan_trainer import ConditionalGanTrainer
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+from custom_nets.utils import unwrap_ddp
 
 
 def resumable_state(trainer: ConditionalGanTrainer) -> dict:
     """Objects saved each epoch and restored by ``resume``: both networks, both optimizers, the trainer's epoch and
     iteration, and the AMP gradient scaler when it is in use."""
     state = {
-        "generator": _unwrap(trainer.network),
-        "discriminator": _unwrap(trainer.discriminator),
+        "generator": unwrap_ddp(trainer.network),
+        "discriminator": unwrap_ddp(trainer.discriminator),
         "g_optimizer": trainer.optimizer,
         "d_optimizer": trainer.d_optimizer,
         "trainer": trainer,

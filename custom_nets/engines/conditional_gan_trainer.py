@@ -14,6 +14,8 @@ from monai.transforms import Transform
 from monai.utils import CommonKeys as Keys
 from torch.optim import Optimizer
 
+from custom_nets.utils import unwrap_ddp
+
 __all__ = ["ConditionalGanTrainer"]
 
 
@@ -156,8 +158,7 @@ class ConditionalGanTrainer(SupervisedTrainer):
 
     @property
     def _core_discriminator(self) -> torch.nn.Module:
-        d = self.discriminator
-        return d.module if isinstance(d, torch.nn.parallel.DistributedDataParallel) else d
+        return unwrap_ddp(self.discriminator)
 
     def backward_d(self, inputs: torch.Tensor, targets: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
         """Scores real and fake pairs, measures the discriminator's accuracy and steps it if the gate is open.
@@ -205,14 +206,13 @@ class ConditionalGanTrainer(SupervisedTrainer):
             adv_loss = torch.zeros((), device=fake.device)
         voxel_loss = self.loss_function(fake.float(), targets.float()).mean()
         g_loss = self.adversarial_weight * adv_loss + self.lambda_voxel * voxel_loss
-        self.state.output.update({Keys.LOSS: g_loss, "g_loss": g_loss, "adv_loss": adv_loss, "voxel_loss": voxel_loss})
+        losses = {Keys.LOSS: g_loss, "g_loss": g_loss, "adv_loss": adv_loss, "voxel_loss": voxel_loss}
+        self.state.output.update(losses)
         self.fire_event(IterationEvents.LOSS_COMPLETED)
         self._check_finite(g_loss=g_loss)
         self._step(g_loss, self.optimizer, fire=True)
         self.discriminator.requires_grad_(True)
-        return {
-            k: v.detach() for k, v in self.state.output.items() if k in ("loss", "g_loss", "adv_loss", "voxel_loss")
-        }
+        return {k: v.detach() for k, v in losses.items()}
 
     def _iteration(self, engine: ConditionalGanTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
         if batchdata is None:

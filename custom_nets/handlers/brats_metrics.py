@@ -11,7 +11,6 @@ The numbers come from MONAI's metric functions; on top of them, the BraTS conven
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from ignite.engine import Engine, Events
 from monai.metrics import compute_dice, compute_hausdorff_distance, get_confusion_matrix
 
 from custom_nets.handlers.regions import REGION_CHANNELS, case_name, decollated_items
-from custom_nets.utils import is_main_process
+from custom_nets.utils import is_main_process, sha256
 
 REGIONS = ("WT", "TC", "ET")
 METRICS = ("dice", "hd95", "sensitivity", "specificity")
@@ -73,16 +72,6 @@ def summarise(rows: list[dict]) -> dict:
             "p75": float(np.percentile(values, 75)),
         }
     return summary
-
-
-def sha256(path: str) -> str | None:
-    if not path or not os.path.isfile(path):
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class BratsMetricsWriter:

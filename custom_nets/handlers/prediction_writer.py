@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from custom_nets.data.conventions import CLASS_LABELS
+from custom_nets.data.conventions import labels_to_classes, to_canonical
 from custom_nets.handlers.regions import case_name, decollated_items
 from custom_nets.utils import is_main_process
 from custom_nets.visualize import orthogonal_overlay
@@ -40,7 +40,8 @@ class PredictionWriter:
         png: bool = True,
     ) -> None:
         self.output_dir = output_dir
-        self.labels = CLASS_LABELS[label_convention]
+        to_canonical(label_convention)  # an unknown convention fails here, not after the first case
+        self.label_convention = label_convention
         self.pred_key = pred_key
         self.reference_key = reference_key
         self.case_key = case_key
@@ -79,9 +80,5 @@ class PredictionWriter:
         flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
         if flair.ndim == 4:  # Decathlon: one 4D image, FLAIR first
             flair = flair[..., 0]
-        stored = np.asanyarray(nib.as_closest_canonical(labels).dataobj)
-        classes = np.zeros(stored.shape, dtype=np.uint8)
-        for canonical, value in enumerate(self.labels):
-            if canonical:
-                classes[stored == value] = canonical
+        classes = labels_to_classes(np.asanyarray(nib.as_closest_canonical(labels).dataobj), self.label_convention)
         orthogonal_overlay(flair, {"prediction": classes}, os.path.join(self.output_dir, f"{case}.png"), title=case)

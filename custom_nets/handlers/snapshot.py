@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from ignite.engine import Engine, Events
 
-from custom_nets.handlers.regions import regions_to_classes
+from custom_nets.handlers.regions import case_name, decollated_items, regions_to_classes
 from custom_nets.utils import is_main_process
 from custom_nets.visualize import orthogonal_overlay
 
@@ -41,22 +41,17 @@ class ValidationSnapshot:
     def __call__(self, engine: Engine) -> None:
         if not is_main_process():
             return
-        item = engine.state.output[0] if isinstance(engine.state.output, list) else engine.state.output
+        item = decollated_items(engine)[0]
         image = np.asarray(item["image"][self.image_channel].detach().cpu())
         truth = regions_to_classes(item["label"])
         pred = regions_to_classes(item["pred"])
         os.makedirs(self.output_dir, exist_ok=True)
         path = os.path.join(self.output_dir, f"epoch_{engine.state.epoch:04d}.png")
-        name = (
-            os.path.basename(str(item["image"].meta.get("filename_or_obj", "")))
-            if hasattr(item["image"], "meta")
-            else ""
-        )
         orthogonal_overlay(
             image,
             {"ground truth": truth, "prediction": pred},
             path,
-            title=f"epoch {engine.state.epoch} {name}",
+            title=f"epoch {engine.state.epoch} {case_name(item)}",
             centre_on=truth,
         )
         if self.log_dir is not None:
