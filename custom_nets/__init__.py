@@ -3,7 +3,7 @@
 ``import custom_nets`` makes every submodule reachable, so a bundle config needs one ``$import custom_nets``.
 """
 
-from custom_nets import data, engines, handlers, inference, losses, transforms, utils, visualize
+from custom_nets import data, engines, handlers, inference, losses, metrics, transforms, utils, visualize
 from custom_nets.networks import Vox2VoxDiscriminator, Vox2VoxGenerator
 
 __version__ = "0.1.0"
@@ -16,6 +16,7 @@ __all__ = [
     "handlers",
     "inference",
     "losses",
+    "metrics",
     "transforms",
     "utils",
     "visualize",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from monai.inferers import Inferer
 
+from custom_nets.data.conventions import CHANNELS
 from custom_nets.data.datalist import DataError, check_case_grid, scan_dataset
 
 logger = logging.getLogger(__name__)
@@ -24,20 +25,46 @@ class CaseSelection:
     ``<output_dir>/<case>.nii.gz`` exists are left out unless ``overwrite``. ``finish()`` (run after the evaluator)
     prints the summary and exits non-zero when a case had to be skipped for a problem.
 
+    For synthesis, ``modalities`` names the input modalities in the network's channel order (the only ones that must
+    exist) and ``target`` the synthesized one, whose file, when a case has it, is recorded for the real-vs-synthesized
+    picture and its intensity scale.
+
     Attributes:
-        entries: datalist entries (``case``, ``image``, ``reference`` = the file whose header outputs copy).
+        entries: datalist entries (``case``, ``image``, ``reference`` = the file whose header outputs copy, and for
+            synthesis ``target``: the real target's file or "").
         label_convention: the dataset's label convention; predictions are written back in it.
         problems: ``(case, message)`` of the skipped cases.
         existing: cases left out because their output exists.
     """
 
-    def __init__(self, dataset_dir: str, output_dir: str, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        dataset_dir: str,
+        output_dir: str,
+        overwrite: bool = False,
+        modalities: Sequence[str] | None = None,
+        target: str | None = None,
+    ) -> None:
         self.output_dir = output_dir
         self.problems: list[tuple[str, str]] = []
-        layout, cases = scan_dataset(dataset_dir, problems=self.problems)
+        modalities = [str(m).lower() for m in modalities] if modalities else None
+        unknown = [m for m in (modalities or []) + ([str(target).lower()] if target else []) if m not in CHANNELS]
+        if unknown:
+            raise ValueError(f"unknown modalities {unknown}; expected names among {list(CHANNELS)}.")
+        layout, cases = scan_dataset(dataset_dir, problems=self.problems, required=modalities or CHANNELS)
+        if modalities and layout.name == "decathlon":
+            raise DataError(
+                f"{dataset_dir}: synthesis inference reads one file per modality, but the Decathlon layout holds one "
+                f"4D image per case (all four sequences present); evaluate with synthesis_evaluate.json instead."
+            )
         self.label_convention = layout.label_convention
         self.entries, self.existing = [], []
         for entry in cases:
+            if modalities:
+                all_files = entry["image"]
+                entry = {**entry, "image": [all_files[CHANNELS.index(m)] for m in modalities]}
+                if target:
+                    entry["target"] = all_files[CHANNELS.index(str(target).lower())] or ""
             try:
                 check_case_grid(entry)
             except DataError as e:
@@ -48,7 +75,10 @@ class CaseSelection:
                 continue
             image = entry["image"]
             reference = image[0] if isinstance(image, list) else image
-            self.entries.append({"case": entry["case"], "image": image, "reference": reference})
+            selected = {"case": entry["case"], "image": image, "reference": reference}
+            if "target" in entry:
+                selected["target"] = entry["target"]
+            self.entries.append(selected)
         for case, message in self.problems:
             logger.error(f"skipping {case}: {message}")
         if self.existing:
@@ -134,22 +164,32 @@ class FlipInferer(Inferer):
 
 class ForegroundCropInferer(Inferer):
     """Spends the windows on the brain, not on air: runs ``inferer`` on the bounding box of the non-zero input voxels
-    (skull-stripped MRI is exactly 0 outside the brain), enlarged by ``margin`` voxels, and pastes the result into a
-    full-size output whose voxels outside the box are background (channel ``background_channel`` = 1, the others 0;
-    with ``background_channel=None`` all 0, for raw outputs such as synthesized images).
+    (skull-stripped MRI is exactly 0 outside the brain; ``input_background`` when the input was scaled, e.g. -1),
+    enlarged by ``margin`` voxels, and pastes the result into a full-size output whose voxels outside the box are
+    background: channel ``background_channel`` = 1 and the others 0 for class probabilities, or, with
+    ``background_channel=None``, every channel ``fill_value`` (for images, e.g. -1 for a synthesized volume).
 
     BraTS volumes are 240x240x155 while the brain fills roughly 140x170x140: with 128^3 windows at overlap 0.5 this is
     4-8 windows instead of 18.
     """
 
-    def __init__(self, inferer: Inferer, margin: int = 4, background_channel: int | None = 0) -> None:
+    def __init__(
+        self,
+        inferer: Inferer,
+        margin: int = 4,
+        background_channel: int | None = 0,
+        input_background: float = 0.0,
+        fill_value: float = 0.0,
+    ) -> None:
         super().__init__()
         self.inferer = inferer
         self.margin = int(margin)
         self.background_channel = background_channel
+        self.input_background = float(input_background)
+        self.fill_value = float(fill_value)
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
-        foreground = (inputs != 0).any(dim=0).any(dim=0)
+        foreground = (inputs != self.input_background).any(dim=0).any(dim=0)
         if not foreground.any():
             return self.inferer(inputs, network, *args, **kwargs)
         box = []
@@ -159,7 +199,9 @@ class ForegroundCropInferer(Inferer):
             high = min(int(present.max()) + 1 + self.margin, foreground.shape[axis])
             box.append(slice(low, high))
         cropped = self.inferer(inputs[(slice(None), slice(None), *box)], network, *args, **kwargs)
-        output = torch.zeros((*cropped.shape[:2], *inputs.shape[2:]), dtype=cropped.dtype, device=cropped.device)
+        shape = (*cropped.shape[:2], *inputs.shape[2:])
+        fill = self.fill_value if self.background_channel is None else 0.0
+        output = torch.full(shape, fill, dtype=cropped.dtype, device=cropped.device)
         if self.background_channel is not None:
             output[:, self.background_channel] = 1
         output[(slice(None), slice(None), *box)] = cropped

@@ -93,3 +93,34 @@ def orthogonal_overlay(
     fig.savefig(output_file, dpi=90)
     plt.close(fig)
     return output_file
+
+
+def compare_volumes(
+    real: tuple[str, np.ndarray],
+    synthesized: tuple[str, np.ndarray],
+    output_file: str,
+    title: str = "",
+    show_difference: bool = True,
+) -> str:
+    """Axial, coronal and sagittal slices through the centre of the brain: one row for ``real`` and one for
+    ``synthesized`` (each a ``(name, volume)``) in the real volume's grey window, and with ``show_difference`` a row
+    of ``|synthesized - real|`` in a heat map of the same scale."""
+    (real_name, real_volume), (synth_name, synth_volume) = real, synthesized
+    brain = np.argwhere(real_volume != real_volume.min()) if np.any(real_volume != real_volume.min()) else None
+    centre = tuple(int(c) for c in brain.mean(0)) if brain is not None else tuple(s // 2 for s in real_volume.shape)
+    lo, hi = _window(real_volume)
+    rows = [(real_name, real_volume, "gray", lo, hi), (synth_name, synth_volume, "gray", lo, hi)]
+    if show_difference:
+        rows.append(("|difference|", np.abs(synth_volume - real_volume), "magma", 0.0, (hi - lo) / 2))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3.1 * len(rows) + 0.3), squeeze=False)
+    for row, (name, volume, cmap, vmin, vmax) in enumerate(rows):
+        for col, (axis, view) in enumerate(zip((2, 1, 0), ("axial", "coronal", "sagittal"), strict=True)):
+            ax = axes[row, col]
+            ax.imshow(_slice(volume, axis, centre[axis]), cmap=cmap, vmin=vmin, vmax=vmax)
+            ax.set_title(f"{name}: {view} {centre[axis]}")
+            ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(output_file, dpi=90)
+    plt.close(fig)
+    return output_file

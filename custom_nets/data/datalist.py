@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,7 +55,7 @@ def _detect_folder_layout(data_dir: str, folders: dict[str, list[str]]) -> Layou
     return best
 
 
-def _scan_folders(data_dir: str, problems: list | None) -> tuple[Layout, list[dict[str, Any]]]:
+def _scan_folders(data_dir: str, problems: list | None, required: Sequence[str]) -> tuple[Layout, list[dict[str, Any]]]:
     folders = {}
     for name in sorted(os.listdir(data_dir)):
         path = os.path.join(data_dir, name)
@@ -71,7 +72,7 @@ def _scan_folders(data_dir: str, problems: list | None) -> tuple[Layout, list[di
     cases = []
     for folder, names in folders.items():
         try:
-            cases.append(_folder_case(folder, names, layout))
+            cases.append(_folder_case(folder, names, layout, required))
         except DataError as e:
             if problems is None:
                 raise
@@ -79,18 +80,21 @@ def _scan_folders(data_dir: str, problems: list | None) -> tuple[Layout, list[di
     return layout, cases
 
 
-def _folder_case(folder: str, names: list[str], layout: Layout) -> dict[str, Any]:
+def _folder_case(folder: str, names: list[str], layout: Layout, required: Sequence[str]) -> dict[str, Any]:
     case = os.path.basename(folder)
     images = []
     for channel, suffix in zip(CHANNELS, layout.modality_suffixes, strict=True):
         found = _find(folder, names, suffix)
-        if len(found) != 1:
+        if not found and channel not in required:
+            images.append(None)
+        elif len(found) != 1:
             problem = "missing modality" if not found else f"{len(found)} files for modality"
             raise DataError(
                 f"case {case}: {problem} '{channel}' (expected one file ending in '{suffix}.nii.gz' in {folder}"
                 f"{'' if not found else ', found ' + ', '.join(map(os.path.basename, found))})."
             )
-        images.append(found[0])
+        else:
+            images.append(found[0])
     entry: dict[str, Any] = {"case": case, "image": images}
     labels = _find(folder, names, layout.label_suffix)
     if len(labels) > 1:
@@ -139,16 +143,19 @@ def _scan_decathlon(data_dir: str, problems: list | None) -> tuple[Layout, list[
     return Layout("decathlon", ("", "", "", ""), "", "decathlon"), cases
 
 
-def scan_dataset(data_dir: str, problems: list | None = None) -> tuple[Layout, list[dict[str, Any]]]:
+def scan_dataset(
+    data_dir: str, problems: list | None = None, required: Sequence[str] = CHANNELS
+) -> tuple[Layout, list[dict[str, Any]]]:
     """Finds every case of ``data_dir`` (absolute paths); cases without a segmentation have no ``label`` key.
 
     A case with missing files raises ``DataError``, unless ``problems`` is a list: then ``(case, message)`` is
-    appended to it and the case left out (inference goes on with the other cases)."""
+    appended to it and the case left out (inference goes on with the other cases). Modalities outside ``required``
+    may be missing (synthesis): their place in ``image`` holds None."""
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: dataset folder does not exist.")
     if os.path.isfile(os.path.join(data_dir, "dataset.json")):
         return _scan_decathlon(data_dir, problems)
-    return _scan_folders(data_dir, problems)
+    return _scan_folders(data_dir, problems, required)
 
 
 def _read(path: str, case: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
@@ -171,16 +178,17 @@ def check_case_grid(entry: dict[str, Any]) -> tuple[str, tuple[int, ...], np.nda
     """From the headers alone (no voxel data is read): the modalities of one case are 3D volumes (or one 4D image
     with a channel per modality) on one grid. Raises ``DataError``; returns the first image's path, shape, affine."""
     case = entry["case"]
-    images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
+    one_4d_image = not isinstance(entry["image"], list)
+    images = [entry["image"]] if one_4d_image else entry["image"]
     reference = None
     for path in images:
         header = _header(path, case)
         shape, affine = tuple(header.shape), header.affine
-        if len(images) == 1 and (len(shape) != 4 or shape[3] != len(CHANNELS)):
+        if one_4d_image and (len(shape) != 4 or shape[3] != len(CHANNELS)):
             raise DataError(
                 f"case {case}: {path} has shape {shape}, expected a 4D image with {len(CHANNELS)} channels."
             )
-        if len(images) > 1 and len(shape) != 3:
+        if not one_4d_image and len(shape) != 3:
             raise DataError(f"case {case}: {path} has shape {shape}, expected a 3D volume.")
         if reference is None:
             reference = (path, shape[:3], affine)

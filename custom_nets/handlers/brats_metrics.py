@@ -10,19 +10,14 @@ The numbers come from MONAI's metric functions; on top of them, the BraTS conven
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
 from monai.metrics import compute_dice, compute_hausdorff_distance, get_confusion_matrix
 
-from custom_nets.handlers.regions import REGION_CHANNELS, case_name, decollated_items
-from custom_nets.utils import is_main_process, sha256
+from custom_nets.handlers.case_metrics import CaseMetricsWriter
+from custom_nets.handlers.regions import REGION_CHANNELS
 
 REGIONS = ("WT", "TC", "ET")
 METRICS = ("dice", "hd95", "sensitivity", "specificity")
@@ -60,83 +55,24 @@ def case_metrics(pred_regions: torch.Tensor, truth_regions: torch.Tensor, spacin
     return row
 
 
-def summarise(rows: list[dict]) -> dict:
-    summary = {}
-    for key in [f"{m}_{r}" for m in METRICS for r in REGIONS]:
-        values = np.array([row[key] for row in rows], dtype=float)
-        summary[key] = {
-            "mean": float(np.mean(values)),
-            "std": float(np.std(values)),
-            "median": float(np.median(values)),
-            "p25": float(np.percentile(values, 25)),
-            "p75": float(np.percentile(values, 75)),
-        }
-    return summary
-
-
-class BratsMetricsWriter:
+class BratsMetricsWriter(CaseMetricsWriter):
     """Attach to an evaluator whose postprocessing leaves TC/WT/ET masks in ``pred`` and ``label``; writes
-    ``<output_dir>/metrics.csv`` (one row per case) and ``summary.json`` (mean, std, median, 25th/75th percentile of
-    every metric, the model file's sha256 and the config).
+    ``<output_dir>/metrics.csv`` (one row per case: Dice, HD95, sensitivity, specificity of WT, TC, ET) and
+    ``summary.json`` (see ``CaseMetricsWriter``)."""
 
-    Args:
-        output_dir: where to write.
-        model_files: checkpoint path(s) to fingerprint in the summary.
-        config: anything JSON-serialisable to record (e.g. resolved config values).
-        case_key: batch key holding the case name.
-    """
+    columns = [f"{m}_{r}" for m in METRICS for r in REGIONS]
+    conventions = (
+        "BraTS: Dice of empty vs empty = 1; HD95 in mm, 0 when both are empty and the volume diagonal when one is; "
+        "sensitivity of an empty reference = 1"
+    )
 
-    def __init__(
-        self, output_dir: str, model_files: str | Sequence[str] = (), config: dict | None = None, case_key: str = "case"
-    ) -> None:
-        self.output_dir = output_dir
-        self.model_files = [model_files] if isinstance(model_files, str) else list(model_files)
-        self.config = config or {}
-        self.case_key = case_key
-        self.rows: list[dict] = []
-        self.logger = logging.getLogger(__name__)
+    def case_row(self, item: dict) -> dict:
+        label = item["label"]
+        spacing = [float(s) for s in label.pixdim[:3]] if hasattr(label, "pixdim") else [1.0, 1.0, 1.0]
+        return case_metrics(item["pred"], label, spacing)
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.COMPLETED, self._write)
-
-    def _collect(self, engine: Engine) -> None:
-        items = decollated_items(engine)
-        for item in items:
-            label = item["label"]
-            spacing = [float(s) for s in label.pixdim[:3]] if hasattr(label, "pixdim") else [1.0, 1.0, 1.0]
-            case = case_name(item, self.case_key)
-            row = {"case": case, **case_metrics(item["pred"], label, spacing)}
-            self.rows.append(row)
-            self.logger.info(
-                f"{case}: Dice WT {row['dice_WT']:.4f} TC {row['dice_TC']:.4f} ET {row['dice_ET']:.4f}, "
-                f"HD95 WT {row['hd95_WT']:.2f} TC {row['hd95_TC']:.2f} ET {row['hd95_ET']:.2f} mm"
-            )
-
-    def _write(self, engine: Engine) -> None:
-        if not is_main_process():
-            return
-        os.makedirs(self.output_dir, exist_ok=True)
-        columns = ["case"] + [f"{m}_{r}" for m in METRICS for r in REGIONS]
-        with open(os.path.join(self.output_dir, "metrics.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        summary = {
-            "num_cases": len(self.rows),
-            "metrics": summarise(self.rows) if self.rows else {},
-            "models": {path: sha256(path) for path in self.model_files},
-            "conventions": "BraTS: Dice of empty vs empty = 1; HD95 in mm, 0 when both are empty and the volume "
-            "diagonal when one is; sensitivity of an empty reference = 1",
-            "config": self.config,
-        }
-        with open(os.path.join(self.output_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=4, default=str)
-        means = summary["metrics"]
-        if means:
-            dice = {r: means[f"dice_{r}"]["mean"] for r in REGIONS}
-            self.logger.info(
-                f"{len(self.rows)} cases; mean Dice WT {dice['WT']:.4f} TC {dice['TC']:.4f} ET {dice['ET']:.4f}; "
-                f"written to {self.output_dir}/metrics.csv and summary.json"
-            )
+    def describe(self, row: dict) -> str:
+        return (
+            f"Dice WT {row['dice_WT']:.4f} TC {row['dice_TC']:.4f} ET {row['dice_ET']:.4f}, "
+            f"HD95 WT {row['hd95_WT']:.2f} TC {row['hd95_TC']:.2f} ET {row['hd95_ET']:.2f} mm"
+        )

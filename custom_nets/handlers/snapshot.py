@@ -42,18 +42,9 @@ class ValidationSnapshot:
         if not is_main_process():
             return
         item = decollated_items(engine)[0]
-        image = np.asarray(item["image"][self.image_channel].detach().cpu())
-        truth = regions_to_classes(item["label"])
-        pred = regions_to_classes(item["pred"])
         os.makedirs(self.output_dir, exist_ok=True)
         path = os.path.join(self.output_dir, f"epoch_{engine.state.epoch:04d}.png")
-        orthogonal_overlay(
-            image,
-            {"ground truth": truth, "prediction": pred},
-            path,
-            title=f"epoch {engine.state.epoch} {case_name(item)}",
-            centre_on=truth,
-        )
+        self.draw(item, path, title=f"epoch {engine.state.epoch} {case_name(item)}")
         if self.log_dir is not None:
             if self._writer is None:
                 from torch.utils.tensorboard import SummaryWriter
@@ -63,3 +54,11 @@ class ValidationSnapshot:
             self._writer.add_image(self.tag, picture, engine.state.epoch, dataformats="HWC")
             self._writer.flush()
         self.logger.info(f"validation snapshot: {path}")
+
+    def draw(self, item: dict, path: str, title: str) -> None:
+        """The picture of one decollated validation item."""
+        image = np.asarray(item["image"][self.image_channel].detach().cpu())
+        truth = regions_to_classes(item["label"])
+        orthogonal_overlay(
+            image, {"ground truth": truth, "prediction": regions_to_classes(item["pred"])}, path, title, truth
+        )

@@ -1,0 +1,107 @@
+"""Per-case metrics of an evaluation run, written to ``metrics.csv`` and summarised in ``summary.json``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from ignite.engine import Engine, Events
+
+from custom_nets.handlers.regions import case_name, decollated_items
+from custom_nets.utils import is_main_process, sha256
+
+
+def summarise(rows: list[dict], columns: Sequence[str]) -> dict:
+    """Mean, std, median, 25th and 75th percentile of every column over the cases (non-finite values, such as the
+    PSNR of a perfect prediction, are left out of the statistics and counted)."""
+    summary = {}
+    for key in columns:
+        values = np.array([row[key] for row in rows], dtype=float)
+        finite = values[np.isfinite(values)]
+        stats = {"mean": np.nan, "std": np.nan, "median": np.nan, "p25": np.nan, "p75": np.nan}
+        if finite.size:
+            stats = {
+                "mean": float(np.mean(finite)),
+                "std": float(np.std(finite)),
+                "median": float(np.median(finite)),
+                "p25": float(np.percentile(finite, 25)),
+                "p75": float(np.percentile(finite, 75)),
+            }
+        if finite.size < values.size:
+            stats["non_finite"] = int(values.size - finite.size)
+        summary[key] = stats
+    return summary
+
+
+class CaseMetricsWriter:
+    """Base of the evaluation writers: attach to an evaluator; each case's ``case_row(item)`` becomes a row of
+    ``<output_dir>/metrics.csv``, and ``summary.json`` holds the statistics of every column, the model files' sha256,
+    the ``conventions`` of the metrics and the config. Rank 0 writes.
+
+    Args:
+        output_dir: where to write.
+        model_files: checkpoint path(s) to fingerprint in the summary.
+        config: anything JSON-serialisable to record (e.g. resolved config values).
+        case_key: batch key holding the case name.
+    """
+
+    columns: Sequence[str] = ()
+    conventions: str = ""
+
+    def __init__(
+        self, output_dir: str, model_files: str | Sequence[str] = (), config: dict | None = None, case_key: str = "case"
+    ) -> None:
+        self.output_dir = output_dir
+        self.model_files = [model_files] if isinstance(model_files, str) else list(model_files)
+        self.config = config or {}
+        self.case_key = case_key
+        self.rows: list[dict] = []
+        self.logger = logging.getLogger(type(self).__module__)
+
+    def case_row(self, item: dict) -> dict:
+        raise NotImplementedError
+
+    def describe(self, row_or_means: dict) -> str:
+        """One log line of a case's row or of the means."""
+        return ", ".join(f"{k} {row_or_means[k]:.4f}" for k in self.columns)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _collect(self, engine: Engine) -> None:
+        for item in decollated_items(engine):
+            case = case_name(item, self.case_key)
+            row = {"case": case, **self.case_row(item)}
+            self.rows.append(row)
+            self.logger.info(f"{case}: {self.describe(row)}")
+
+    def _write(self, engine: Engine) -> None:
+        if not is_main_process():
+            return
+        os.makedirs(self.output_dir, exist_ok=True)
+        with open(os.path.join(self.output_dir, "metrics.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["case", *self.columns])
+            writer.writeheader()
+            writer.writerows(self.rows)
+        statistics = summarise(self.rows, self.columns) if self.rows else {}
+        summary = {
+            "num_cases": len(self.rows),
+            "metrics": statistics,
+            "models": {path: sha256(path) for path in self.model_files},
+            "conventions": self.conventions,
+            "config": self.config,
+        }
+        with open(os.path.join(self.output_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=4, default=str)
+        if statistics:
+            means = {k: v["mean"] for k, v in statistics.items()}
+            self.logger.info(
+                f"{len(self.rows)} cases; mean {self.describe(means)}; written to {self.output_dir}/metrics.csv and "
+                f"summary.json"
+            )

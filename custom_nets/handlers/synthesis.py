@@ -1,0 +1,156 @@
+"""Handlers of the synthesis task: its per-case metrics, its validation picture and its NIfTI writer."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import nibabel as nib
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from custom_nets.handlers.case_metrics import CaseMetricsWriter
+from custom_nets.handlers.regions import case_name, decollated_items
+from custom_nets.handlers.snapshot import ValidationSnapshot
+from custom_nets.metrics import SSIM_KERNEL, SSIM_SIGMA
+from custom_nets.transforms import brain_percentile, from_brain_scale
+from custom_nets.utils import is_main_process
+from custom_nets.visualize import compare_volumes
+
+
+def _numpy(volume) -> np.ndarray:
+    array = np.asarray(torch.as_tensor(volume).detach().cpu().float())
+    return array[0] if array.ndim == 4 else array
+
+
+class ImageMetricsWriter(CaseMetricsWriter):
+    """Attach to a synthesis evaluator whose postprocessing (``custom_nets.transforms.ImageSimilarityd``) leaves
+    ``mae``, ``psnr`` and ``ssim`` in each case's output; writes ``metrics.csv`` and ``summary.json``."""
+
+    columns = ["mae", "psnr", "ssim"]
+    conventions = (
+        f"inside the brain mask (voxels non-zero in any input modality), on the scaled intensities (air -1, the "
+        f"brain's upper percentile 1): MAE in those units, PSNR in dB with a data range of 2, SSIM 3D with a Gaussian "
+        f"window of {SSIM_KERNEL} voxels (sigma {SSIM_SIGMA}) averaged over the mask"
+    )
+
+    def case_row(self, item: dict) -> dict:
+        return {name: float(item[name]) for name in self.columns}
+
+    def describe(self, row: dict) -> str:
+        return f"MAE {row['mae']:.4f}, PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}"
+
+
+class SynthesisSnapshot(ValidationSnapshot):
+    """The synthesis counterpart of ``ValidationSnapshot``: real target, synthesized target and their difference
+    (``label`` and ``pred`` of the first validation case) through the centre of the brain."""
+
+    def draw(self, item: dict, path: str, title: str) -> None:
+        compare_volumes(("real", _numpy(item["label"])), ("synthesized", _numpy(item["pred"])), path, title)
+
+
+class SynthesisWriter:
+    """Attach to a synthesis evaluator whose postprocessing leaves in ``pred_key`` the synthesized volume, scaled as
+    the network saw it (``custom_nets.transforms.ScaleBrainIntensityd``) and already inverted to the input's grid
+    (``Invertd``). For each case it writes ``<output_dir>/<case>.nii.gz``, float32, with the header of the file in
+    ``reference_key`` and in the input's intensity scale, and ``<output_dir>/<case>.png``: real and synthesized slices
+    side by side with their difference (or the reference modality and the synthesized one when the case has no real
+    target). Rank 0 only.
+
+    Undoing the normalisation: ``raw = (y - b_min) / (b_max - b_min) * scale`` where ``scale`` is the
+    ``upper`` brain percentile of the real target when its file (``target_key``) exists, and otherwise the first
+    value found under ``scale_keys`` (by default the target's own scale recorded at load time, then the first input
+    modality's); voxels outside the brain (zero in the reference file) are written as 0.
+
+    Args:
+        output_dir: where to write.
+        target_name: the synthesized modality, for titles.
+        upper, b_min, b_max: the parameters of ``ScaleBrainIntensityd``.
+        pred_key, reference_key, target_key, case_key: batch keys of the prediction, the reference file (header and
+            brain mask), the real target's file ("" or absent when there is none) and the case name.
+        scale_keys: keys of the recorded scales to fall back on.
+        png: also write the PNG.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        target_name: str = "target",
+        upper: float = 99.5,
+        b_min: float = -1.0,
+        b_max: float = 1.0,
+        pred_key: str = "pred",
+        reference_key: str = "reference",
+        target_key: str = "target",
+        case_key: str = "case",
+        scale_keys: tuple[str, ...] = ("label_scale", "image_scale"),
+        png: bool = True,
+    ) -> None:
+        self.output_dir = output_dir
+        self.target_name = target_name
+        self.upper, self.b_min, self.b_max = float(upper), float(b_min), float(b_max)
+        self.pred_key, self.reference_key, self.target_key = pred_key, reference_key, target_key
+        self.case_key = case_key
+        self.scale_keys = tuple(scale_keys)
+        self.png = png
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def _scale(self, item: dict, real: np.ndarray | None) -> float:
+        if real is not None:
+            return brain_percentile(real, self.upper)
+        for key in self.scale_keys:
+            if key in item:
+                return float(torch.as_tensor(item[key]).flatten()[0])
+        raise KeyError(f"none of the scale keys {self.scale_keys} is in the batch and the case has no real target.")
+
+    def __call__(self, engine: Engine) -> None:
+        if not is_main_process():
+            return
+        os.makedirs(self.output_dir, exist_ok=True)
+        for item in decollated_items(engine):
+            case = case_name(item, self.case_key)
+            reference = nib.load(item[self.reference_key])
+            reference_data = np.asanyarray(reference.dataobj)
+            brain = reference_data != 0
+            brain = brain.any(axis=3) if brain.ndim == 4 else brain
+            target_file = str(item.get(self.target_key) or "")
+            real = np.asanyarray(nib.load(target_file).dataobj).astype(np.float32) if target_file else None
+            scaled = _numpy(item[self.pred_key])
+            if scaled.shape != brain.shape:
+                raise RuntimeError(
+                    f"{case}: synthesized volume of shape {scaled.shape} is not on the input grid {brain.shape}; "
+                    f"the postprocessing must invert the preprocessing."
+                )
+            synthesized = from_brain_scale(scaled, self._scale(item, real), self.b_min, self.b_max).astype(np.float32)
+            synthesized[~brain] = 0
+            header = reference.header.copy()
+            header.set_data_dtype(np.float32)
+            header.set_slope_inter(1.0, 0.0)
+            output = nib.Nifti1Image(synthesized, reference.affine, header)
+            path = os.path.join(self.output_dir, f"{case}.nii.gz")
+            nib.save(output, path)
+            if self.png:
+                self._picture(case, reference, output, real)
+            self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")
+
+    def _picture(self, case: str, reference, output, real: np.ndarray | None) -> None:
+        def canonical(image) -> np.ndarray:
+            data = np.asanyarray(nib.as_closest_canonical(image).dataobj).astype(np.float32)
+            return data[..., 0] if data.ndim == 4 else data
+
+        synthesized = canonical(output)
+        if real is not None:
+            shown = (f"real {self.target_name}", canonical(nib.Nifti1Image(real, reference.affine)))
+        else:
+            shown = ("input (first modality)", canonical(reference))
+        compare_volumes(
+            shown,
+            (f"synthesized {self.target_name}", synthesized),
+            os.path.join(self.output_dir, f"{case}.png"),
+            title=case,
+            show_difference=real is not None,
+        )
