@@ -88,7 +88,7 @@ def build(args, device):
     from custom_nets.losses import FixedWeightGeneralizedDiceLoss
 
     gen = Vox2VoxGenerator(4, 4, channels=args.channels, use_checkpoint=args.checkpointing).to(device)
-    disc = Vox2VoxDiscriminator(4, 4, channels=args.channels).to(device)
+    disc = Vox2VoxDiscriminator(4, 4, channels=args.channels, use_checkpoint=args.d_checkpointing).to(device)
     return (
         gen,
         disc,
@@ -242,21 +242,21 @@ def train_reference(args, queue):
     )
 
 
-def inference_case(shape=(240, 240, 155), brain=(144, 176, 128)):
-    """A 4-channel synthetic BraTS-like case, z-scored over the brain as the bundle feeds it: a ``brain``-sized
-    synthetic head centred in the BraTS grid (BraTS brains span about 140x170x130 of the 240x240x155 voxels; the
-    BraTS crop of the Vox2Vox paper code is 160x192x128)."""
+def inference_case(shape=(240, 240, 155), head=(172, 190, 155)):
+    """A 4-channel synthetic BraTS-like case, z-scored over the brain as the bundle feeds it: a synthetic head drawn in
+    a ``head`` box centred in the BraTS grid, whose brain then spans 140x172x125 voxels (BraTS brains span about
+    140x170x130 of the 240x240x155 grid; the Vox2Vox paper code crops BraTS to 160x192x128)."""
     import numpy as np
 
     from custom_nets.data.conventions import CHANNELS
     from custom_nets.data.synthetic import add_tumour, brain_tissue, render
 
     rng = np.random.default_rng(0)
-    tissue = add_tumour(rng, brain_tissue(rng, brain), enhancing=True)
-    head = torch.from_numpy(np.stack([render(rng, tissue, m) for m in CHANNELS]))
+    tissue = add_tumour(rng, brain_tissue(rng, head), enhancing=True)
+    volumes = torch.from_numpy(np.stack([render(rng, tissue, m) for m in CHANNELS]))
     image = torch.zeros(1, 4, *shape)
-    start = [(s - b) // 2 for s, b in zip(shape, brain, strict=True)]
-    image[(0, slice(None), *(slice(a, a + b) for a, b in zip(start, brain, strict=True)))] = head
+    start = [(s - h) // 2 for s, h in zip(shape, head, strict=True)]
+    image[(0, slice(None), *(slice(a, a + h) for a, h in zip(start, head, strict=True)))] = volumes
     inside = image != 0
     count = inside.sum((2, 3, 4), keepdim=True)
     mean = (image * inside).sum((2, 3, 4), keepdim=True) / count
@@ -309,9 +309,13 @@ def validation_dice(args, queue, plain: bool):
     inferer or the plain sliding window, both with the quick roi."""
     import tempfile
 
+    with tempfile.TemporaryDirectory() as output_dir:
+        queue.put(_validation_dice(args, plain, output_dir))
+
+
+def _validation_dice(args, plain: bool, output_dir: str) -> dict:
     from monai.bundle import ConfigParser
 
-    output_dir = tempfile.mkdtemp()
     parser = ConfigParser()
     parser.read_config(["bundle/configs/train.json", "bundle/configs/evaluate.json", "bundle/configs/quick.json"])
     roi = parser["roi_size"][0]
@@ -337,15 +341,21 @@ def validation_dice(args, queue, plain: bool):
     seconds = (time.perf_counter() - start) / len(evaluator.data_loader)
     with open(f"{output_dir}/summary.json") as f:
         metrics = json.load(f)["metrics"]
-    queue.put({"seconds_per_case": seconds, **{f"dice_{r}": metrics[f"dice_{r}"]["mean"] for r in ("WT", "TC", "ET")}})
+    return {"seconds_per_case": seconds, **{f"dice_{r}": metrics[f"dice_{r}"]["mean"] for r in ("WT", "TC", "ET")}}
 
 
 def data_pipeline(args, queue):
     """The bundle's own training pipeline at the quick config (CacheDataset of the deterministic transforms, random
     crops and augmentation per iteration, the DataLoader with ``num_workers``) driving the real trainer on a synthetic
     dataset: how much of each iteration is spent waiting for data. The first epoch is a warm-up."""
-    import os
     import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        queue.put(_data_pipeline(args, scratch))
+
+
+def _data_pipeline(args, scratch: str) -> dict:
+    import os
 
     from ignite.engine import Events
     from monai.bundle import ConfigParser
@@ -353,7 +363,6 @@ def data_pipeline(args, queue):
     from custom_nets.data import write_datalist
     from custom_nets.data.synthetic import synthesize
 
-    scratch = tempfile.mkdtemp()
     data_dir = args.data_dir
     if data_dir is None:
         data_dir = os.path.join(scratch, "data")
@@ -399,14 +408,12 @@ def data_pipeline(args, queue):
 
     trainer.run()
     n = totals["count"]
-    queue.put(
-        {
-            "iterations": n,
-            "num_workers": parser["num_workers"],
-            "data_wait_ms": totals["data"] / n * 1000,
-            "iteration_ms": totals["iteration"] / n * 1000,
-        }
-    )
+    return {
+        "iterations": n,
+        "num_workers": parser["num_workers"],
+        "data_wait_ms": totals["data"] / n * 1000,
+        "iteration_ms": totals["iteration"] / n * 1000,
+    }
 
 
 def run_child(target, args, *extra):
@@ -433,7 +440,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--amp", action="store_true")
-    parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the generator")
+    parser.add_argument("--d_checkpointing", action="store_true", help="activation checkpointing in the discriminator")
     parser.add_argument("--no_fused", dest="fused", action="store_false")
     parser.add_argument("--d_threshold", type=float, default=0.8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -458,7 +466,7 @@ def main() -> None:
     print(f"machine: {machine}; torch {torch.__version__}; fp32 matmul {peak:.0f} GFLOP/s")
     print(
         f"config: crop {args.crop}^3, batch {args.batch}, widths {args.channels}, amp {args.amp}, "
-        f"checkpointing {args.checkpointing}, fused Adam {args.fused}"
+        f"checkpointing G {args.checkpointing} D {args.d_checkpointing}, fused Adam {args.fused}"
     )
     results = {"machine": machine, "matmul_gflops": peak, "config": vars(args)}
     if not args.skip_training:

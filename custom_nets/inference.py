@@ -165,18 +165,19 @@ class FlipInferer(Inferer):
 class ForegroundCropInferer(Inferer):
     """Spends the windows on the brain, not on air: runs ``inferer`` on the bounding box of the non-zero input voxels
     (skull-stripped MRI is exactly 0 outside the brain; ``input_background`` when the input was scaled, e.g. -1),
-    enlarged by ``margin`` voxels, and pastes the result into a full-size output whose voxels outside the box are
+    enlarged by ``margin`` voxels (0 by default: outside the box the input is air, which is also what the sliding
+    window pads with), and pastes the result into a full-size output whose voxels outside the box are
     background: channel ``background_channel`` = 1 and the others 0 for class probabilities, or, with
     ``background_channel=None``, every channel ``fill_value`` (for images, e.g. -1 for a synthesized volume).
 
-    BraTS volumes are 240x240x155 while the brain fills roughly 140x170x140: with 128^3 windows at overlap 0.5 this is
+    BraTS volumes are 240x240x155 while the brain spans roughly 140x170x130: with 128^3 windows at overlap 0.5 this is
     4-8 windows instead of 18.
     """
 
     def __init__(
         self,
         inferer: Inferer,
-        margin: int = 4,
+        margin: int = 0,
         background_channel: int | None = 0,
         input_background: float = 0.0,
         fill_value: float = 0.0,

@@ -10,6 +10,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from custom_nets.data.conventions import CHANNELS
+from custom_nets.metrics import masked_image_metrics
 
 
 class RelabelSmallEnhancingd(MapTransform):
@@ -171,8 +172,6 @@ class ImageSimilarityd(MapTransform):
         self.label_key, self.mask_key, self.data_range = label_key, mask_key, float(data_range)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        from custom_nets.metrics import masked_image_metrics
-
         d = dict(data)
         for key in self.key_iterator(d):
             values = masked_image_metrics(d[key], d[self.label_key], d[self.mask_key], self.data_range)

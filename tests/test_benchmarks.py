@@ -30,5 +30,6 @@ def test_bench_prints_all_training_figures():
         "TFLOP / iteration",
         "share of matmul peak",
         "ours / reference time per iteration",
+        "data pipeline at the quick config",
     ):
         assert figure in result.stdout, figure

@@ -83,6 +83,22 @@ def test_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(a.grad, b.grad, msg=name)
 
 
+def test_discriminator_checkpointing_gives_the_same_gradients_and_scripts():
+    torch.manual_seed(0)
+    plain = Vox2VoxDiscriminator(4, 1, channels=TINY)
+    ckpt = Vox2VoxDiscriminator(4, 1, channels=TINY, use_checkpoint=True)
+    ckpt.load_state_dict(plain.state_dict())
+    condition = torch.randn(2, 4, 32, 32, 32)
+    fakes = [torch.randn(2, 1, 32, 32, 32, requires_grad=True) for _ in range(2)]
+    fakes[1].data.copy_(fakes[0].data)
+    for net, fake in zip((plain, ckpt), fakes, strict=True):
+        net(target=fake, condition=condition).square().sum().backward()
+    torch.testing.assert_close(fakes[0].grad, fakes[1].grad)  # what the generator receives
+    for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+    torch.jit.script(ckpt.eval())
+
+
 @pytest.mark.parametrize("variant", ["vox2vox", "reference"])
 def test_torchscript_matches_eager(variant):
     net = Vox2VoxGenerator(4, 4, channels=TINY, variant=variant).eval()

@@ -120,7 +120,13 @@ def synthesis_run(tmp_path_factory):
         output_dir=root / "train",
         ckpt_dir=root / "models",
     )
-    return {"root": root, "data": str(data), "overrides": overrides, "model": root / "models" / "model.pt", "log": result}
+    return {
+        "root": root,
+        "data": str(data),
+        "overrides": overrides,
+        "model": root / "models" / "model.pt",
+        "log": result,
+    }
 
 
 def test_synthesis_training_builds_three_to_one_networks_and_validates_with_ssim(synthesis_run):

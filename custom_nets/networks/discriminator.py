@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from torch.utils.checkpoint import checkpoint
 
 from custom_nets.networks.init import init_pix2pix_weights
 
@@ -37,6 +38,8 @@ class Vox2VoxDiscriminator(nn.Module):
         norm: MONAI norm spec of every strided block but the first. Defaults to ``("instance", {"affine": False})``.
         act: MONAI activation spec. Defaults to LeakyReLU(0.2).
         variant: ``"vox2vox"`` or ``"reference"``.
+        use_checkpoint: in training, keep only the input of the strided convolutions and recompute their activations
+            in the backward pass (``torch.utils.checkpoint``): less memory for one more forward.
 
     Spatial sizes must be multiples of ``2**len(channels)``.
     """
@@ -49,8 +52,10 @@ class Vox2VoxDiscriminator(nn.Module):
         norm: str | tuple | None = ("instance", {"affine": False}),
         act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
         variant: str = "vox2vox",
+        use_checkpoint: bool = False,
     ) -> None:
         super().__init__()
+        self.use_checkpoint = use_checkpoint
         if variant not in ("vox2vox", "reference"):
             raise ValueError(f"variant must be 'vox2vox' or 'reference', got {variant!r}.")
         self.condition_channels = condition_channels
@@ -89,7 +94,15 @@ class Vox2VoxDiscriminator(nn.Module):
                     f"Vox2VoxDiscriminator cannot take spatial size {list(target.shape[2:])}: every axis must be "
                     f"a multiple of {self.size_divisor}."
                 )
-        h = self.model(torch.cat([target, condition], dim=1))
+        h = torch.cat([target, condition], dim=1)
+        if self.use_checkpoint and self.training and not torch.jit.is_scripting():
+            h = self._checkpointed(h)
+        else:
+            h = self.model(h)
         if self.reference:
             h = F.pad(h, [1, 0, 1, 0, 1, 0])
         return self.final(h)
+
+    @torch.jit.unused
+    def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        return checkpoint(self.model, x, use_reentrant=False)
