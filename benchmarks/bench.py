@@ -396,13 +396,9 @@ def _data_pipeline(args, scratch: str) -> dict:
         if engine.state.epoch > 1:
             totals["data"] += time.perf_counter() - marks["data"]
 
-    @trainer.on(Events.ITERATION_STARTED)
-    def _start(_):
-        marks["iteration"] = time.perf_counter()
-
     @trainer.on(Events.ITERATION_COMPLETED)
     def _end(engine):
-        if engine.state.epoch > 1:
+        if engine.state.epoch > 1:  # from the request for the batch to the end of the iteration
             totals["iteration"] += time.perf_counter() - marks["data"]
             totals["count"] += 1
 

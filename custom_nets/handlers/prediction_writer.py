@@ -16,6 +16,17 @@ from custom_nets.utils import is_main_process
 from custom_nets.visualize import orthogonal_overlay
 
 
+def save_like(volume: np.ndarray, reference: nib.Nifti1Image, path: str) -> nib.Nifti1Image:
+    """Saves ``volume`` (on ``reference``'s grid) with ``reference``'s affine and header (qform/sform, orientation,
+    units), in ``volume``'s dtype and without intensity scaling; returns the image written."""
+    header = reference.header.copy()
+    header.set_data_dtype(volume.dtype)
+    header.set_slope_inter(1.0, 0.0)
+    image = nib.Nifti1Image(volume, reference.affine, header)
+    nib.save(image, path)
+    return image
+
+
 class PredictionWriter:
     """Attach to an evaluator whose postprocessing leaves in ``pred_key`` the label map already inverted to the
     input's grid (``Invertd``) and mapped to the input's label convention. For each case it writes
@@ -66,12 +77,8 @@ class PredictionWriter:
                     f"{case}: prediction of shape {labels.shape} is not on the input grid "
                     f"{reference.shape[:3]}; the postprocessing must invert the preprocessing."
                 )
-            header = reference.header.copy()
-            header.set_data_dtype(np.uint8)
-            header.set_slope_inter(1.0, 0.0)
-            output = nib.Nifti1Image(labels, reference.affine, header)
             path = os.path.join(self.output_dir, f"{case}.nii.gz")
-            nib.save(output, path)
+            output = save_like(labels, reference, path)
             if self.png:
                 self._picture(case, reference, output)
             self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")

@@ -11,6 +11,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from custom_nets.handlers.case_metrics import CaseMetricsWriter
+from custom_nets.handlers.prediction_writer import save_like
 from custom_nets.handlers.regions import case_name, decollated_items
 from custom_nets.handlers.snapshot import ValidationSnapshot
 from custom_nets.metrics import SSIM_KERNEL, SSIM_SIGMA
@@ -118,7 +119,8 @@ class SynthesisWriter:
             brain = reference_data != 0
             brain = brain.any(axis=3) if brain.ndim == 4 else brain
             target_file = str(item.get(self.target_key) or "")
-            real = np.asanyarray(nib.load(target_file).dataobj).astype(np.float32) if target_file else None
+            target = nib.load(target_file) if target_file else None
+            real = np.asanyarray(target.dataobj).astype(np.float32) if target is not None else None
             scaled = _numpy(item[self.pred_key])
             if scaled.shape != brain.shape:
                 raise RuntimeError(
@@ -127,30 +129,25 @@ class SynthesisWriter:
                 )
             synthesized = from_brain_scale(scaled, self._scale(item, real), self.b_min, self.b_max).astype(np.float32)
             synthesized[~brain] = 0
-            header = reference.header.copy()
-            header.set_data_dtype(np.float32)
-            header.set_slope_inter(1.0, 0.0)
-            output = nib.Nifti1Image(synthesized, reference.affine, header)
             path = os.path.join(self.output_dir, f"{case}.nii.gz")
-            nib.save(output, path)
+            output = save_like(synthesized, reference, path)
             if self.png:
-                self._picture(case, reference, output, real)
+                self._picture(case, reference, output, target)
             self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")
 
-    def _picture(self, case: str, reference, output, real: np.ndarray | None) -> None:
+    def _picture(self, case: str, reference, output, target) -> None:
         def canonical(image) -> np.ndarray:
             data = np.asanyarray(nib.as_closest_canonical(image).dataobj).astype(np.float32)
             return data[..., 0] if data.ndim == 4 else data
 
-        synthesized = canonical(output)
-        if real is not None:
-            shown = (f"real {self.target_name}", canonical(nib.Nifti1Image(real, reference.affine)))
+        if target is not None:
+            shown = (f"real {self.target_name}", canonical(target))
         else:
             shown = ("input (first modality)", canonical(reference))
         compare_volumes(
             shown,
-            (f"synthesized {self.target_name}", synthesized),
+            (f"synthesized {self.target_name}", canonical(output)),
             os.path.join(self.output_dir, f"{case}.png"),
             title=case,
-            show_difference=real is not None,
+            show_difference=target is not None,
         )
