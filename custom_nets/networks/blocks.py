@@ -52,7 +52,7 @@ class DownBlock(CheckpointedSequential):
         in_channels: int,
         out_channels: int,
         norm: str | tuple | None = ("instance", {"affine": False}),
-        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2, "inplace": True}),
         dropout: float = 0.0,
         use_checkpoint: bool = False,
     ) -> None:
@@ -72,7 +72,7 @@ class UpBlock(CheckpointedSequential):
         in_channels: int,
         out_channels: int,
         norm: str | tuple | None = ("instance", {"affine": False}),
-        act: str | tuple = "relu",
+        act: str | tuple = ("relu", {"inplace": True}),
         dropout: float = 0.0,
         use_checkpoint: bool = False,
     ) -> None:
@@ -98,7 +98,7 @@ class BottleneckBlock(nn.Module):
         out_channels: int,
         kernel_size: int = 4,
         norm: str | tuple | None = ("instance", {"affine": False}),
-        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2, "inplace": True}),
         dropout: float = 0.2,
         shift_first: bool = False,
     ) -> None:
@@ -127,7 +127,7 @@ class ReferenceBottleneckBlock(nn.Module):
         in_channels: int,
         out_channels: int,
         norm: str | tuple | None = ("instance", {"affine": False}),
-        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2, "inplace": True}),
         dropout: float = 0.2,
     ) -> None:
         super().__init__()

@@ -36,10 +36,12 @@ class Vox2VoxDiscriminator(nn.Module):
         target_channels: channels of the real or generated target (e.g. 4 classes, 1 synthesized volume).
         channels: widths of the strided convolutions. Defaults to ``(64, 128, 256, 512)``.
         norm: MONAI norm spec of every strided block but the first. Defaults to ``("instance", {"affine": False})``.
-        act: MONAI activation spec. Defaults to LeakyReLU(0.2).
+        act: MONAI activation spec. Defaults to LeakyReLU(0.2), in place (the convolutions before it keep what their
+            backward needs, so this saves one activation per layer).
         variant: ``"vox2vox"`` or ``"reference"``.
-        use_checkpoint: in training, keep only the input of the strided convolutions and recompute their activations
-            in the backward pass (``torch.utils.checkpoint``): less memory for one more forward.
+        use_checkpoint: in training, keep only the input of each strided block (conv, norm, act) and recompute the
+            block in the backward pass (``torch.utils.checkpoint``), one block at a time: less memory for one more
+            forward.
 
     Spatial sizes must be multiples of ``2**len(channels)``.
     """
@@ -50,7 +52,7 @@ class Vox2VoxDiscriminator(nn.Module):
         target_channels: int = 4,
         channels: Sequence[int] = (64, 128, 256, 512),
         norm: str | tuple | None = ("instance", {"affine": False}),
-        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2, "inplace": True}),
         variant: str = "vox2vox",
         use_checkpoint: bool = False,
     ) -> None:
@@ -63,8 +65,10 @@ class Vox2VoxDiscriminator(nn.Module):
         self.size_divisor = 2 ** len(channels)
         self.reference = variant == "reference"
         layers: list[nn.Module] = []
+        self.block_starts: list[int] = []
         previous = condition_channels + target_channels
         for i, c in enumerate(channels):
+            self.block_starts.append(len(layers))
             layers.append(nn.Conv3d(previous, c, kernel_size=4, stride=2, padding=1))
             if i > 0 and norm is not None:
                 layers.append(get_norm_layer(name=norm, spatial_dims=3, channels=c))
@@ -105,4 +109,7 @@ class Vox2VoxDiscriminator(nn.Module):
 
     @torch.jit.unused
     def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
-        return checkpoint(self.model, x, use_reentrant=False)
+        ends = self.block_starts[1:] + [len(self.model)]
+        for start, end in zip(self.block_starts, ends, strict=True):
+            x = checkpoint(self.model[start:end], x, use_reentrant=False)
+        return x

@@ -57,8 +57,9 @@ class Vox2VoxGenerator(nn.Module):
         out_activation: ``"softmax"`` (segmentation), ``"sigmoid"``, ``"tanh"`` or ``None`` (raw output).
         variant: ``"vox2vox"`` (paper) or ``"reference"`` (public PyTorch code, checkpoint-compatible).
         norm: MONAI norm spec of every block but the first. Defaults to ``("instance", {"affine": False})``.
-        act: MONAI activation spec of the encoder and bottleneck. Defaults to LeakyReLU(0.2).
-        up_act: MONAI activation spec of the decoder. Defaults to ReLU.
+        act: MONAI activation spec of the encoder and bottleneck. Defaults to LeakyReLU(0.2), in place.
+        up_act: MONAI activation spec of the decoder. Defaults to ReLU, in place (no layer's backward needs what
+            an activation overwrites: one activation less kept per block).
         bottleneck_kernel_size: kernel of the bottleneck convolutions (``variant="vox2vox"`` only). Defaults to 3.
         use_checkpoint: recompute encoder and decoder activations in the backward pass (activation checkpointing):
             less memory for more compute, training only.
@@ -79,8 +80,8 @@ class Vox2VoxGenerator(nn.Module):
         out_activation: str | None = "softmax",
         variant: str = "vox2vox",
         norm: str | tuple | None = ("instance", {"affine": False}),
-        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
-        up_act: str | tuple = "relu",
+        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2, "inplace": True}),
+        up_act: str | tuple = ("relu", {"inplace": True}),
         bottleneck_kernel_size: int = 3,
         use_checkpoint: bool = False,
     ) -> None:
