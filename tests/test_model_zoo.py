@@ -6,6 +6,7 @@ import sys
 import sysconfig
 
 import numpy as np
+import pytest
 import torch
 
 from custom_nets import Vox2VoxGenerator
@@ -212,7 +213,14 @@ def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
     assert len(list((tmp_path / "predictions").glob("*.nii.gz"))) == 5
 
 
-def test_two_process_training_with_torchrun(tmp_path):
+@pytest.mark.parametrize(
+    "task, configs, logged_once, in_channels",
+    [
+        ("segmentation", ["configs/train.json"], "Epoch[2] Metrics -- val_dice_et", 4),
+        ("synthesis", ["configs/train.json", "configs/synthesis.json"], "Epoch[2] Metrics -- val_mae", 3),
+    ],
+)
+def test_two_process_training_with_torchrun(tmp_path, task, configs, logged_once, in_channels):
     from custom_nets.data import write_datalist
     from custom_nets.data.synthetic import synthesize
 
@@ -229,7 +237,7 @@ def test_two_process_training_with_torchrun(tmp_path):
         "run",
         "training",
         "--config_file",
-        config_list("configs/train.json", "configs/multi_gpu_train.json", overrides),
+        config_list(*configs, "configs/multi_gpu_train.json", overrides),
         "--dataset_dir",
         data,
         "--ckpt_dir",
@@ -247,8 +255,9 @@ def test_two_process_training_with_torchrun(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-5000:]
     log = result.stdout + result.stderr
-    assert log.count("Epoch[2] Metrics -- val_dice_et") == 1  # validation metrics logged once, by rank 0
+    assert log.count(logged_once) == 1  # validation metrics logged once, by rank 0
     state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert next(iter(state)) == "down1.model.0.weight"  # the generator itself, not the DDP wrapper
+    assert state["down1.model.0.weight"].shape[1] == in_channels
     checkpoint = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)
     assert checkpoint["trainer"]["iteration"] == 4  # 4 training cases split over 2 ranks, 2 epochs
