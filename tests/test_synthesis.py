@@ -227,3 +227,43 @@ def test_synthesis_inputs_are_checked_by_name(tmp_path):
     (decathlon / "dataset.json").write_text(json.dumps({"training": [], "test": ["case.nii.gz"]}))
     with pytest.raises(DataError, match="one 4D image per case"):
         CaseSelection(str(decathlon), str(tmp_path / "out"), modalities=["t1"], target="flair")
+
+
+def test_synthesis_evaluation_on_the_decathlon_layout(synthesis_run, tmp_path):
+    """One 4D image per case (channels FLAIR, T1, T1ce, T2): the target is split off by channel name."""
+    from custom_nets.data import write_datalist
+    from custom_nets.data.conventions import CHANNELS
+
+    data = tmp_path / "Task01"
+    training = []
+    for i in range(5):
+        case = f"BraTS2021_{i:05d}"
+        files = {m: nib.load(os.path.join(synthesis_run["data"], case, f"{case}_{m}.nii.gz")) for m in CHANNELS}
+        seg = nib.load(os.path.join(synthesis_run["data"], case, f"{case}_seg.nii.gz"))
+        stacked = np.stack([np.asanyarray(files[m].dataobj) for m in CHANNELS], axis=-1)
+        to_decathlon = np.array([0, 2, 1, 0, 3], dtype=np.uint8)  # BraTS 2021 labels 0/1/2/4 -> 0/2/1/3
+        (data / "imagesTr").mkdir(parents=True, exist_ok=True)
+        (data / "labelsTr").mkdir(exist_ok=True)
+        nib.save(nib.Nifti1Image(stacked, files["flair"].affine), data / "imagesTr" / f"BRATS_{i:03d}.nii.gz")
+        labels = to_decathlon[np.asanyarray(seg.dataobj).astype(int)]
+        nib.save(nib.Nifti1Image(labels, seg.affine), data / "labelsTr" / f"BRATS_{i:03d}.nii.gz")
+        training.append({"image": f"./imagesTr/BRATS_{i:03d}.nii.gz", "label": f"./labelsTr/BRATS_{i:03d}.nii.gz"})
+    (data / "dataset.json").write_text(json.dumps({"training": training}))
+    write_datalist(str(data), num_folds=5, seed=0)
+    out = tmp_path / "eval"
+    run_bundle(
+        "evaluating",
+        [*SYNTHESIS_EVALUATE, synthesis_run["overrides"]],
+        dataset_dir=data,
+        ckpt_dir=synthesis_run["model"].parent,
+        output_dir=out,
+        eval_datalist="$@datalist",
+        save_predictions="true",
+    )
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["case"] for r in rows] == [f"BRATS_{i:03d}" for i in range(5)]
+    pred = nib.load(out / "predictions" / "BRATS_001.nii.gz")
+    image = nib.load(data / "imagesTr" / "BRATS_001.nii.gz")
+    assert pred.shape == image.shape[:3] and np.allclose(pred.affine, image.affine)
+    flair = np.asanyarray(image.dataobj)[..., 0]
+    assert 0 < pred.get_fdata().max() <= brain_percentile(flair, 99.5) * 1.0001  # the FLAIR channel's scale
