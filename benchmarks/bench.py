@@ -247,6 +247,7 @@ def inference_case(shape=(240, 240, 155), head=(172, 190, 155)):
     a ``head`` box centred in the BraTS grid, whose brain then spans 140x172x125 voxels (BraTS brains span about
     140x170x130 of the 240x240x155 grid; the Vox2Vox paper code crops BraTS to 160x192x128)."""
     import numpy as np
+    from monai.transforms import NormalizeIntensity
 
     from custom_nets.data.conventions import CHANNELS
     from custom_nets.data.synthetic import add_tumour, brain_tissue, render
@@ -257,11 +258,7 @@ def inference_case(shape=(240, 240, 155), head=(172, 190, 155)):
     image = torch.zeros(1, 4, *shape)
     start = [(s - h) // 2 for s, h in zip(shape, head, strict=True)]
     image[(0, slice(None), *(slice(a, a + h) for a, h in zip(start, head, strict=True)))] = volumes
-    inside = image != 0
-    count = inside.sum((2, 3, 4), keepdim=True)
-    mean = (image * inside).sum((2, 3, 4), keepdim=True) / count
-    std = (((image - mean) * inside) ** 2).sum((2, 3, 4), keepdim=True).div(count).sqrt()
-    return torch.where(inside, (image - mean) / std, 0.0)
+    return NormalizeIntensity(nonzero=True, channel_wise=True)(image[0]).as_tensor()[None]
 
 
 def configured_inferer(device: str, roi_size=None):

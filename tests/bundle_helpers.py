@@ -19,6 +19,16 @@ TINY = {
 }
 
 
+def make_synthetic_dataset(path, num_cases, seed, num_folds=5, shape=(48, 48, 40)):
+    """A synthetic BraTS 2021 dataset made by the package's own synthesizer, with its datalist; returns its path."""
+    from custom_nets.data import write_datalist
+    from custom_nets.data.synthetic import synthesize
+
+    synthesize(str(path), num_cases=num_cases, seed=seed, shape=shape, progress=False)
+    write_datalist(str(path), num_folds=num_folds, seed=0)
+    return str(path)
+
+
 def write_overrides(path, **values):
     path = Path(path)
     path.write_text(json.dumps({**TINY, **values}, indent=4))

@@ -13,7 +13,7 @@ from custom_nets import Vox2VoxGenerator
 from custom_nets.handlers.brats_metrics import case_metrics, region_metrics, volume_diagonal_mm
 from custom_nets.inference import FlipInferer, load_generator
 from custom_nets.transforms import RelabelSmallEnhancingd
-from tests.bundle_helpers import TINY, run_bundle, write_overrides
+from tests.bundle_helpers import TINY, make_synthetic_dataset, run_bundle, write_overrides
 
 
 def cube(shape, start, size):
@@ -97,13 +97,8 @@ def test_mismatched_checkpoint_names_the_mismatch(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny model trained for one epoch on a 5-case synthetic dataset, and that dataset."""
-    from custom_nets.data import write_datalist
-    from custom_nets.data.synthetic import synthesize
-
     root = tmp_path_factory.mktemp("evaluation")
-    data = root / "data"
-    synthesize(str(data), num_cases=5, seed=21, shape=(48, 48, 40), progress=False)
-    write_datalist(str(data), num_folds=5, seed=0)
+    data = make_synthetic_dataset(root / "data", num_cases=5, seed=21)
     overrides = write_overrides(root / "tiny.json", epochs=1)
     run_bundle(
         "training",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from custom_nets import Vox2VoxGenerator
-from tests.bundle_helpers import BUNDLE, ROOT, TINY, config_list, write_overrides
+from tests.bundle_helpers import BUNDLE, ROOT, TINY, config_list, make_synthetic_dataset, write_overrides
 
 TINY_CHANNELS = tuple(TINY["generator_channels"])
 
@@ -134,9 +134,6 @@ def isolated_python(tmp_path):
 
 
 def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
-    from custom_nets.data import write_datalist
-    from custom_nets.data.synthetic import synthesize
-
     torch.save(Vox2VoxGenerator(4, 4, channels=TINY_CHANNELS).state_dict(), tmp_path / "weights.pt")
     subprocess.run(
         [
@@ -164,9 +161,7 @@ def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
         "custom_nets/__init__.py",
     ):
         assert (fresh / name).exists(), name
-    data = tmp_path / "data"
-    synthesize(str(data), num_cases=5, seed=2, shape=(48, 48, 40), progress=False)
-    write_datalist(str(data), num_folds=5)
+    data = make_synthetic_dataset(tmp_path / "data", num_cases=5, seed=2)
     python = isolated_python(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     outside = subprocess.run([python, "-c", "import custom_nets"], cwd=tmp_path, env=env, capture_output=True)
@@ -221,12 +216,7 @@ def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
     ],
 )
 def test_two_process_training_with_torchrun(tmp_path, task, configs, logged_once, in_channels):
-    from custom_nets.data import write_datalist
-    from custom_nets.data.synthetic import synthesize
-
-    data = tmp_path / "data"
-    synthesize(str(data), num_cases=6, seed=4, shape=(48, 48, 40), progress=False)
-    write_datalist(str(data), num_folds=3)  # 2 validation cases: one per rank
+    data = make_synthetic_dataset(tmp_path / "data", num_cases=6, seed=4, num_folds=3)  # 2 validation cases: 1 per rank
     overrides = write_overrides(tmp_path / "tiny.json", epochs=2, d_threshold=0.5)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     cmd = [

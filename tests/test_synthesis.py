@@ -18,7 +18,7 @@ from custom_nets.data.datalist import DataError
 from custom_nets.inference import CaseSelection, ForegroundCropInferer
 from custom_nets.metrics import masked_image_metrics
 from custom_nets.transforms import ScaleBrainIntensityd, SplitModalitiesd, brain_percentile, from_brain_scale
-from tests.bundle_helpers import TINY, run_bundle, write_overrides
+from tests.bundle_helpers import TINY, make_synthetic_dataset, run_bundle, write_overrides
 
 SYNTHESIS_TRAIN = ["configs/train.json", "configs/synthesis.json"]
 SYNTHESIS_EVALUATE = [*SYNTHESIS_TRAIN, "configs/evaluate.json", "configs/synthesis_evaluate.json"]
@@ -105,13 +105,8 @@ def test_foreground_crop_for_scaled_images_fills_air_with_minimum():
 
 @pytest.fixture(scope="module")
 def synthesis_run(tmp_path_factory):
-    from custom_nets.data import write_datalist
-    from custom_nets.data.synthetic import synthesize
-
     root = tmp_path_factory.mktemp("synthesis")
-    data = root / "data"
-    synthesize(str(data), num_cases=5, seed=31, shape=(48, 48, 40), progress=False)
-    write_datalist(str(data), num_folds=5, seed=0)
+    data = make_synthetic_dataset(root / "data", num_cases=5, seed=31)
     overrides = write_overrides(root / "tiny.json", epochs=2)
     result = run_bundle(
         "training",
@@ -155,17 +150,22 @@ def test_adversarial_weight_zero_trains_synthesis_without_the_gan_term(synthesis
     assert (tmp_path / "models" / "model.pt").is_file()
 
 
-def test_synthesis_evaluation_writes_image_metrics_and_predictions_in_input_scale(synthesis_run):
-    out = synthesis_run["root"] / "eval"
+def evaluate(synthesis_run, data, out):
+    """Every labelled case of ``data`` through the synthesis evaluation, predictions saved in ``out``."""
     run_bundle(
         "evaluating",
         [*SYNTHESIS_EVALUATE, synthesis_run["overrides"]],
-        dataset_dir=synthesis_run["data"],
+        dataset_dir=data,
         ckpt_dir=synthesis_run["model"].parent,
         output_dir=out,
         eval_datalist="$@datalist",
         save_predictions="true",
     )
+
+
+def test_synthesis_evaluation_writes_image_metrics_and_predictions_in_input_scale(synthesis_run):
+    out = synthesis_run["root"] / "eval"
+    evaluate(synthesis_run, synthesis_run["data"], out)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["case"] for r in rows] == [f"BraTS2021_{i:05d}" for i in range(5)]
     assert set(rows[0]) == {"case", "mae", "psnr", "ssim"}
@@ -251,15 +251,7 @@ def test_synthesis_evaluation_on_the_decathlon_layout(synthesis_run, tmp_path):
     (data / "dataset.json").write_text(json.dumps({"training": training}))
     write_datalist(str(data), num_folds=5, seed=0)
     out = tmp_path / "eval"
-    run_bundle(
-        "evaluating",
-        [*SYNTHESIS_EVALUATE, synthesis_run["overrides"]],
-        dataset_dir=data,
-        ckpt_dir=synthesis_run["model"].parent,
-        output_dir=out,
-        eval_datalist="$@datalist",
-        save_predictions="true",
-    )
+    evaluate(synthesis_run, data, out)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["case"] for r in rows] == [f"BRATS_{i:03d}" for i in range(5)]
     pred = nib.load(out / "predictions" / "BRATS_001.nii.gz")

@@ -17,7 +17,7 @@ from custom_nets import Vox2VoxDiscriminator, Vox2VoxGenerator
 from custom_nets.engines import ConditionalGanTrainer, latest_checkpoint, resumable_state
 from custom_nets.handlers import AtomicCheckpointSaver
 from custom_nets.losses import FixedWeightGeneralizedDiceLoss
-from tests.bundle_helpers import BUNDLE, ROOT, bundle_command, run_bundle, write_overrides
+from tests.bundle_helpers import BUNDLE, ROOT, bundle_command, make_synthetic_dataset, run_bundle, write_overrides
 
 TINY = (4, 8, 16, 32)
 
@@ -155,13 +155,7 @@ def test_latest_checkpoint_errors_clearly(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    from custom_nets.data import write_datalist
-    from custom_nets.data.synthetic import synthesize
-
-    root = tmp_path_factory.mktemp("tiny_brats")
-    synthesize(str(root), num_cases=5, seed=11, shape=(48, 48, 40), progress=False)
-    write_datalist(str(root), num_folds=5, seed=0)
-    return str(root)
+    return make_synthetic_dataset(tmp_path_factory.mktemp("tiny_brats"), num_cases=5, seed=11)
 
 
 def test_property_check_reports_nothing_missing(tiny_dataset):

@@ -16,6 +16,21 @@ from custom_nets.utils import is_main_process
 from custom_nets.visualize import orthogonal_overlay
 
 
+def spatial_array(volume, dtype=np.float32) -> np.ndarray:
+    """A one-channel (1, D, H, W) or (D, H, W) tensor or array as a (D, H, W) numpy array of ``dtype``."""
+    array = np.asarray(torch.as_tensor(volume).detach().cpu()).astype(dtype)
+    return array[0] if array.ndim == 4 else array
+
+
+def check_on_grid(volume: np.ndarray, reference: nib.Nifti1Image, case: str) -> None:
+    """An output must lie on its input's grid before it can take the input's header."""
+    if volume.shape != tuple(reference.shape[:3]):
+        raise RuntimeError(
+            f"{case}: output of shape {volume.shape} is not on the input grid {tuple(reference.shape[:3])}; "
+            f"the postprocessing must invert the preprocessing."
+        )
+
+
 def save_like(volume: np.ndarray, reference: nib.Nifti1Image, path: str) -> nib.Nifti1Image:
     """Saves ``volume`` (on ``reference``'s grid) with ``reference``'s affine and header (qform/sform, orientation,
     units), in ``volume``'s dtype and without intensity scaling; returns the image written."""
@@ -70,13 +85,8 @@ class PredictionWriter:
         for item in items:
             case = case_name(item, self.case_key)
             reference = nib.load(item[self.reference_key])
-            labels = np.asarray(torch.as_tensor(item[self.pred_key]).detach().cpu()).astype(np.uint8)
-            labels = labels[0] if labels.ndim == 4 else labels
-            if labels.shape != reference.shape[:3]:
-                raise RuntimeError(
-                    f"{case}: prediction of shape {labels.shape} is not on the input grid "
-                    f"{reference.shape[:3]}; the postprocessing must invert the preprocessing."
-                )
+            labels = spatial_array(item[self.pred_key], np.uint8)
+            check_on_grid(labels, reference, case)
             path = os.path.join(self.output_dir, f"{case}.nii.gz")
             output = save_like(labels, reference, path)
             if self.png:

@@ -11,18 +11,13 @@ import torch
 from ignite.engine import Engine, Events
 
 from custom_nets.handlers.case_metrics import CaseMetricsWriter
-from custom_nets.handlers.prediction_writer import save_like
+from custom_nets.handlers.prediction_writer import check_on_grid, save_like, spatial_array
 from custom_nets.handlers.regions import case_name, decollated_items
 from custom_nets.handlers.snapshot import ValidationSnapshot
 from custom_nets.metrics import SSIM_KERNEL, SSIM_SIGMA
 from custom_nets.transforms import brain_percentile, from_brain_scale
 from custom_nets.utils import is_main_process
 from custom_nets.visualize import compare_volumes
-
-
-def _numpy(volume) -> np.ndarray:
-    array = np.asarray(torch.as_tensor(volume).detach().cpu().float())
-    return array[0] if array.ndim == 4 else array
 
 
 class ImageMetricsWriter(CaseMetricsWriter):
@@ -48,7 +43,8 @@ class SynthesisSnapshot(ValidationSnapshot):
     (``label`` and ``pred`` of the first validation case) through the centre of the brain."""
 
     def draw(self, item: dict, path: str, title: str) -> None:
-        compare_volumes(("real", _numpy(item["label"])), ("synthesized", _numpy(item["pred"])), path, title)
+        real, synthesized = spatial_array(item["label"]), spatial_array(item["pred"])
+        compare_volumes(("real", real), ("synthesized", synthesized), path, title)
 
 
 class SynthesisWriter:
@@ -114,39 +110,43 @@ class SynthesisWriter:
         os.makedirs(self.output_dir, exist_ok=True)
         for item in decollated_items(engine):
             case = case_name(item, self.case_key)
-            reference = nib.load(item[self.reference_key])
-            reference_data = np.asanyarray(reference.dataobj)
+            reference_file = str(item[self.reference_key])
+            reference = nib.load(reference_file)
+            reference_data = np.asanyarray(reference.dataobj).astype(np.float32)
             brain = reference_data != 0
             brain = brain.any(axis=3) if brain.ndim == 4 else brain
+            scaled = spatial_array(item[self.pred_key])
+            check_on_grid(scaled, reference, case)
             target_file = str(item.get(self.target_key) or "")
-            target = nib.load(target_file) if target_file else None
-            real = np.asanyarray(target.dataobj).astype(np.float32) if target is not None else None
-            scaled = _numpy(item[self.pred_key])
-            if scaled.shape != brain.shape:
-                raise RuntimeError(
-                    f"{case}: synthesized volume of shape {scaled.shape} is not on the input grid {brain.shape}; "
-                    f"the postprocessing must invert the preprocessing."
-                )
+            target, real = None, None  # the real target's image and voxels, each file read once
+            if target_file == reference_file:
+                target, real = reference, reference_data
+            elif target_file:
+                target = nib.load(target_file)
+                real = np.asanyarray(target.dataobj).astype(np.float32)
             synthesized = from_brain_scale(scaled, self._scale(item, real), self.b_min, self.b_max).astype(np.float32)
             synthesized[~brain] = 0
             path = os.path.join(self.output_dir, f"{case}.nii.gz")
-            output = save_like(synthesized, reference, path)
+            save_like(synthesized, reference, path)
             if self.png:
-                self._picture(case, reference, output, target)
+                self._picture(case, synthesized, reference, reference_data, target, real)
             self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")
 
-    def _picture(self, case: str, reference, output, target) -> None:
-        def canonical(image) -> np.ndarray:
-            data = np.asanyarray(nib.as_closest_canonical(image).dataobj).astype(np.float32)
-            return data[..., 0] if data.ndim == 4 else data
+    def _picture(self, case: str, synthesized, reference, reference_data, target, real) -> None:
+        """The real target (or, without one, the reference input) beside the synthesized volume, in RAS, drawn from
+        the voxels already in memory."""
+
+        def canonical(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
+            data = data[..., 0] if data.ndim == 4 else data
+            return np.asanyarray(nib.as_closest_canonical(nib.Nifti1Image(data, affine)).dataobj)
 
         if target is not None:
-            shown = (f"real {self.target_name}", canonical(target))
+            shown = (f"real {self.target_name}", canonical(real, target.affine))
         else:
-            shown = ("input (first modality)", canonical(reference))
+            shown = ("input (first modality)", canonical(reference_data, reference.affine))
         compare_volumes(
             shown,
-            (f"synthesized {self.target_name}", canonical(output)),
+            (f"synthesized {self.target_name}", canonical(synthesized, reference.affine)),
             os.path.join(self.output_dir, f"{case}.png"),
             title=case,
             show_difference=target is not None,
