@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 
 import torch
+from monai.data import MetaTensor
 from monai.inferers import Inferer
+from monai.utils import convert_to_dst_type
 
 from custom_nets.data.conventions import CHANNELS
 from custom_nets.data.datalist import DataError, check_case_grid, scan_dataset
@@ -206,4 +208,8 @@ class ForegroundCropInferer(Inferer):
         if self.background_channel is not None:
             output[:, self.background_channel] = 1
         output[(slice(None), slice(None), *box)] = cropped
+        # like MONAI's sliding window: the output carries the input's metadata, so that Invertd can undo the
+        # preprocessing (a plain tensor would be skipped by Invertd with only a warning)
+        if isinstance(inputs, MetaTensor):
+            output = convert_to_dst_type(output, inputs, device=output.device)[0]
         return output

@@ -11,7 +11,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 from monai.metrics import PSNRMetric, SSIMMetric
+from monai.transforms import Orientation
 
 from custom_nets import Vox2VoxGenerator
 from custom_nets.data.datalist import DataError
@@ -98,6 +100,13 @@ def test_foreground_crop_for_scaled_images_fills_air_with_minimum():
     )
     assert seen == [(10, 18, 20)] and out.shape == (1, 1, 40, 40, 40)
     assert torch.all(out[:, :, 10:20, 12:30, 5:25] == 1.0) and int((out == -1).sum()) == 40**3 - 10 * 18 * 20
+    # a MetaTensor input (what the bundle feeds) gives a MetaTensor output with its transform record, which Invertd
+    # needs to undo the preprocessing; a plain tensor would be skipped by Invertd with only a warning
+    oriented = Orientation("RAS")(MetaTensor(image[0], affine=torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0]))))
+    out = ForegroundCropInferer(inner, background_channel=None, input_background=-1, fill_value=-1)(
+        oriented[None], lambda x: x[:, :1] * 2
+    )
+    assert isinstance(out, MetaTensor) and out.applied_operations == oriented.applied_operations
 
 
 # ---- the bundle's synthesis configs, run as a user runs them --------------------------------------------------
@@ -187,12 +196,18 @@ def test_synthesis_evaluation_writes_image_metrics_and_predictions_in_input_scal
 
 @pytest.fixture(scope="module")
 def inference_data(synthesis_run):
-    """Three cases: one complete, one without FLAIR (the use case) and one without T1 (a missing condition)."""
+    """Three cases: one complete, one without FLAIR (the use case) and one without T1 (a missing condition); and
+    BraTS2021_ras, the first case's voxels stored in RAS order (the synthetic cases are stored LPS)."""
     data = synthesis_run["root"] / "inference_data"
     for i in range(3):
         shutil.copytree(os.path.join(synthesis_run["data"], f"BraTS2021_{i:05d}"), data / f"BraTS2021_{i:05d}")
     os.remove(data / "BraTS2021_00001" / "BraTS2021_00001_flair.nii.gz")
     os.remove(data / "BraTS2021_00002" / "BraTS2021_00002_t1.nii.gz")
+    (data / "BraTS2021_ras").mkdir()
+    for modality in ("flair", "t1", "t1ce", "t2"):
+        image = nib.load(data / "BraTS2021_00000" / f"BraTS2021_00000_{modality}.nii.gz")
+        assert nib.aff2axcodes(image.affine) != ("R", "A", "S")
+        nib.save(nib.as_closest_canonical(image), data / "BraTS2021_ras" / f"BraTS2021_ras_{modality}.nii.gz")
     return data
 
 
@@ -208,7 +223,12 @@ def test_synthesis_inference_writes_missing_flair_with_input_header(synthesis_ru
     )
     assert result.returncode == 1, result.stderr[-3000:]  # the case without T1 is skipped and reported
     assert "skipped BraTS2021_00002: case BraTS2021_00002: missing modality 't1'" in result.stderr
-    assert sorted(os.listdir(out)) == [f"BraTS2021_0000{i}.{e}" for i in (0, 1) for e in ("nii.gz", "png")]
+    cases = ["BraTS2021_00000", "BraTS2021_00001", "BraTS2021_ras"]
+    assert sorted(os.listdir(out)) == [f"{c}.{e}" for c in cases for e in ("nii.gz", "png")]
+    # the same voxels stored LPS and RAS give the same synthesized voxels: the output is in its input's orientation
+    lps, ras = (nib.as_closest_canonical(nib.load(out / f"{c}.nii.gz")) for c in ("BraTS2021_00000", "BraTS2021_ras"))
+    np.testing.assert_allclose(np.asanyarray(lps.dataobj), np.asanyarray(ras.dataobj), rtol=1e-5, atol=1e-3)
+    assert np.allclose(lps.affine, ras.affine)
     case = "BraTS2021_00001"  # no FLAIR: the header and the intensity scale come from T1, the first input
     t1 = nib.load(inference_data / case / f"{case}_t1.nii.gz")
     synthesized = nib.load(out / f"{case}.nii.gz")
