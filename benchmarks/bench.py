@@ -2,12 +2,15 @@
 
     python benchmarks/bench.py                       # 64^3 crops, full widths, 3 timed iterations after 1 warm-up
     python benchmarks/bench.py --crop 128 --iterations 2 --skip_inference
-    python benchmarks/bench.py --channels 16,32,64,128 --amp --checkpointing
+    python benchmarks/bench.py --channels 16,32,64,128 --amp --checkpointing levels
+    python benchmarks/bench.py --crop 128 --batch 4 --checkpointing --live_memory --skip_reference --skip_inference
 
 Each measurement runs in a fresh process so that its peak memory is its own: peak resident memory (CPU) or peak
-allocated memory (CUDA). Training figures: seconds per iteration and its split (data wait, generator
-forward/backward, discriminator forward/backward, optimizer steps), FLOPs of one iteration counted with
-``torch.utils.flop_counter`` and the achieved FLOP/s as a share of this machine's measured matmul throughput.
+allocated memory (CUDA). With ``--live_memory`` the CPU figure counts live tensors, as the CUDA one does: the fast
+allocator setting of the Makefile keeps freed memory resident, which inflates peak resident memory. Training
+figures: seconds per iteration and its split (data wait, generator forward/backward, discriminator forward/backward,
+optimizer steps), FLOPs of one iteration counted with ``torch.utils.flop_counter`` and the achieved FLOP/s as a
+share of this machine's measured matmul throughput.
 Inference: one 240x240x155 4-channel case through the bundle's configured inferer and MONAI's plain
 ``SlidingWindowInferer(roi 128^3, overlap 0.5)``.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import time
@@ -98,11 +102,11 @@ def build(args, device):
 
 
 def batches(args, device, n):
+    """``n`` times the same batch (nothing writes to it), so that the data adds one batch to the peak, not ``n``."""
     x = torch.randn(args.batch, 4, args.crop, args.crop, args.crop)
     labels = torch.randint(0, 4, (args.batch, 1, args.crop, args.crop, args.crop))
     y = torch.zeros(args.batch, 4, args.crop, args.crop, args.crop).scatter_(1, labels, 1.0)
-    for _ in range(n):
-        yield {"image": x.clone(), "label": y.clone()}
+    return [{"image": x, "label": y}] * n
 
 
 def train_ours(args, queue):
@@ -121,7 +125,7 @@ def train_ours(args, queue):
     trainer = ConditionalGanTrainer(
         device=device,
         max_epochs=1,
-        train_data_loader=list(batches(args, device, total)),
+        train_data_loader=batches(args, device, total),
         network=gen,
         optimizer=g_opt,
         loss_function=voxel,
@@ -165,15 +169,15 @@ def train_ours(args, queue):
     trainer.run()
     seconds = sum(iteration_times) / len(iteration_times)
     split = split_times(timer, seconds, state["data"], args.iterations)
-    batch = next(batches(args, device, 1))
+    peak_memory = peak_memory_gib(device)  # of training: counting FLOPs below holds more than an iteration does
     with FlopCounterMode(display=False) as counter:
-        trainer._iteration(trainer, batch)
+        trainer._iteration(trainer, trainer.data_loader[0])
     queue.put(
         {
-            "seconds_per_iteration": sum(iteration_times) / len(iteration_times),
+            "seconds_per_iteration": seconds,
             "split": split,
             "flops": counter.get_total_flops(),
-            "peak_memory_gib": peak_memory_gib(device),
+            "peak_memory_gib": peak_memory,
             "d_update_fraction": sum(updated[args.warmup :]) / args.iterations,
         }
     )
@@ -220,7 +224,7 @@ def train_reference(args, queue):
         g_loss.backward()
         g_opt.step()
 
-    data = list(batches(args, device, args.warmup + args.iterations))
+    data = batches(args, device, args.warmup + args.iterations)
     for batch in data[: args.warmup]:
         iteration(batch)
     timer.totals.clear()
@@ -230,6 +234,7 @@ def train_reference(args, queue):
     sync(device)
     elapsed = (time.perf_counter() - start) / args.iterations
     split = split_times(timer, elapsed, 0.0, args.iterations)
+    peak_memory = peak_memory_gib(device)
     with FlopCounterMode(display=False) as counter:
         iteration(data[0])
     queue.put(
@@ -237,7 +242,7 @@ def train_reference(args, queue):
             "seconds_per_iteration": elapsed,
             "split": split,
             "flops": counter.get_total_flops(),
-            "peak_memory_gib": peak_memory_gib(device),
+            "peak_memory_gib": peak_memory,
         }
     )
 
@@ -352,8 +357,6 @@ def data_pipeline(args, queue):
 
 
 def _data_pipeline(args, scratch: str) -> dict:
-    import os
-
     from ignite.engine import Events
     from monai.bundle import ConfigParser
 
@@ -433,7 +436,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--amp", action="store_true")
-    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the generator")
+    parser.add_argument(
+        "--checkpointing",
+        nargs="?",
+        const="network",
+        default="none",
+        choices=("none", "network", "levels"),
+        help="activation checkpointing in the generator (no value: network)",
+    )
     parser.add_argument("--d_checkpointing", action="store_true", help="activation checkpointing in the discriminator")
     parser.add_argument("--no_fused", dest="fused", action="store_false")
     parser.add_argument("--d_threshold", type=float, default=0.8)
@@ -447,7 +457,17 @@ def main() -> None:
     parser.add_argument("--dice_model", help="a quick-config model: compare the inferers' Dice on its held-out fold")
     parser.add_argument("--dice_data", default="demo/data", help="the dataset that model was trained on")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--live_memory",
+        action="store_true",
+        help="CPU: peak memory of live tensors (as CUDA's max_memory_allocated) rather than of the fast allocator; "
+        "slower iterations",
+    )
     args = parser.parse_args()
+    if args.live_memory:
+        # every allocation of 64 KiB or more gets its own mapping, returned to the system when freed, so resident
+        # memory follows what is allocated; the children read this at their start
+        os.environ["GLIBC_TUNABLES"] = "glibc.malloc.mmap_threshold=65536"
 
     device = torch.device(args.device)
     machine = (
@@ -461,6 +481,10 @@ def main() -> None:
         f"config: crop {args.crop}^3, batch {args.batch}, widths {args.channels}, amp {args.amp}, "
         f"checkpointing G {args.checkpointing} D {args.d_checkpointing}, fused Adam {args.fused}"
     )
+    if device.type == "cpu":
+        allocator = os.environ.get("GLIBC_TUNABLES", "glibc defaults")
+        meaning = "live tensors" if args.live_memory else "peak resident memory"
+        print(f"memory: {meaning} (GLIBC_TUNABLES={allocator})")
     results = {"machine": machine, "matmul_gflops": peak, "config": vars(args)}
     if not args.skip_training:
         report_training(args, results, peak)

@@ -20,6 +20,16 @@ def flag(value) -> bool:
     raise ValueError(f"expected a boolean switch (true/false), got {value!r}.")
 
 
+def flag_or_choice(value, choices: tuple[str, ...]) -> bool | str:
+    """A config value that is a switch (see ``flag``) or one of ``choices``, e.g. ``activation_checkpointing``."""
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    try:
+        return flag(value)
+    except ValueError:
+        raise ValueError(f"expected true, false or one of {list(choices)}, got {value!r}.") from None
+
+
 def unwrap_ddp(module):
     """The module inside ``DistributedDataParallel``, or the module itself."""
     import torch

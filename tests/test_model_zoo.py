@@ -209,13 +209,13 @@ def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "task, configs, logged_once, in_channels",
+    "task, configs, logged_once, in_channels, checkpointing",
     [
-        ("segmentation", ["configs/train.json"], "Epoch[2] Metrics -- val_dice_et", 4),
-        ("synthesis", ["configs/train.json", "configs/synthesis.json"], "Epoch[2] Metrics -- val_mae", 3),
+        ("segmentation", ["configs/train.json"], "Epoch[2] Metrics -- val_dice_et", 4, "false"),
+        ("synthesis", ["configs/train.json", "configs/synthesis.json"], "Epoch[2] Metrics -- val_mae", 3, "levels"),
     ],
 )
-def test_two_process_training_with_torchrun(tmp_path, task, configs, logged_once, in_channels):
+def test_two_process_training_with_torchrun(tmp_path, task, configs, logged_once, in_channels, checkpointing):
     data = make_synthetic_dataset(tmp_path / "data", num_cases=6, seed=4, num_folds=3)  # 2 validation cases: 1 per rank
     overrides = write_overrides(tmp_path / "tiny.json", epochs=2, d_threshold=0.5)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
@@ -234,6 +234,8 @@ def test_two_process_training_with_torchrun(tmp_path, task, configs, logged_once
         tmp_path / "models",
         "--output_dir",
         tmp_path / "out",
+        "--activation_checkpointing",  # the generator's recomputation under DistributedDataParallel
+        checkpointing,
     ]
     result = subprocess.run(
         list(map(str, cmd)),

@@ -71,16 +71,29 @@ def test_gradient_reaches_every_parameter(variant):
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname} got no gradient"
 
 
-def test_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize("variant", ["vox2vox", "reference"])
+@pytest.mark.parametrize("mode", [True, "network", "levels"])
+def test_checkpointing_gives_the_same_outputs_and_gradients_and_scripts(mode, variant):
     torch.manual_seed(0)
-    plain = Vox2VoxGenerator(2, 2, channels=TINY, dropout=0.0)
-    ckpt = Vox2VoxGenerator(2, 2, channels=TINY, dropout=0.0, use_checkpoint=True)
+    plain = Vox2VoxGenerator(2, 2, channels=TINY, variant=variant)  # dropout 0.2: recomputation must replay it
+    ckpt = Vox2VoxGenerator(2, 2, channels=TINY, variant=variant, use_checkpoint=mode)
     ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(1, 2, 32, 32, 32)
+    x = torch.randn(2, 2, 48, 48, 48)
+    outputs = []
     for net in (plain, ckpt):
-        (net(x) * torch.arange(2.0).view(1, 2, 1, 1, 1)).sum().backward()
+        torch.manual_seed(1)
+        outputs.append(net(x))
+        (outputs[-1] * torch.arange(2.0).view(1, 2, 1, 1, 1)).sum().backward()
+    torch.testing.assert_close(outputs[0], outputs[1])
+    assert outputs[1].grad_fn is not None
     for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
+    torch.testing.assert_close(torch.jit.script(ckpt.eval())(x), plain.eval()(x))
+
+
+def test_checkpointing_rejects_unknown_mode():
+    with pytest.raises(ValueError, match=r"use_checkpoint must be a bool or one of \('none', 'network', 'levels'\)"):
+        Vox2VoxGenerator(4, 4, channels=TINY, use_checkpoint="blocks")
 
 
 def test_discriminator_checkpointing_gives_the_same_gradients_and_scripts():

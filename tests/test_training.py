@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.losses import PatchAdversarialLoss
 from monai.utils import set_determinism
 from torch.utils.data import DataLoader
@@ -92,6 +92,21 @@ def test_generator_runs_forward_once_per_iteration():
     trainer.network.register_forward_hook(lambda *_: calls.append(1))
     trainer.run()
     assert len(calls) == trainer.state.iteration == 6
+
+
+def test_generator_gradients_are_freed_before_the_discriminator_step():
+    """The last iteration's generator gradients are not held through the discriminator's update (the peak)."""
+    trainer = make_trainer(d_threshold=1.0, n=3)
+    held = []
+
+    def discriminator_starts(*_):
+        if trainer.discriminator.training and torch.is_grad_enabled() and trainer.state.iteration > 1:
+            held.append(any(p.grad is not None for p in trainer.network.parameters()))
+
+    trainer.discriminator.register_forward_pre_hook(discriminator_starts)
+    trainer.run()
+    assert held and not any(held)
+    assert all(p.grad is not None for p in trainer.network.parameters())  # the last step's gradients stay
 
 
 def test_output_keys_and_generator_learns():
@@ -190,6 +205,23 @@ def test_bundle_training_writes_model_events_and_record(tiny_dataset, tmp_path):
     assert record["resolved"]["roi_size"] == [48, 48, 48] and record["resolved"]["num_train_cases"] == 4
     assert record["config"]["roi_size"] == [48, 48, 48] and record["overrides"]["dataset_dir"] == tiny_dataset
     assert json.load(open(out / "versions.json"))["monai"]
+
+
+@pytest.mark.parametrize("value, mode", [(False, "none"), ("true", "network"), ("levels", "levels")])
+def test_activation_checkpointing_config_id(value, mode):
+    parser = ConfigParser()
+    parser.read_config(BUNDLE / "configs" / "train.json")
+    parser.update({"activation_checkpointing": value, "generator_channels": list(TINY)})
+    assert parser.get_parsed_content("network_def").checkpointing == mode
+
+
+def test_activation_checkpointing_config_id_rejects_unknown_value():
+    parser = ConfigParser()
+    parser.read_config(BUNDLE / "configs" / "train.json")
+    parser.update({"activation_checkpointing": "sometimes", "generator_channels": list(TINY)})
+    with pytest.raises(RuntimeError) as error:
+        parser.get_parsed_content("network_def")
+    assert "expected true, false or one of ['network', 'levels'], got 'sometimes'" in str(error.value.__cause__)
 
 
 def test_wrong_channel_count_fails_at_start_naming_both(tiny_dataset, tmp_path):

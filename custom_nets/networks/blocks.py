@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
-from torch.utils.checkpoint import checkpoint
 
 
 def _layers(conv: nn.Module, out_channels: int, norm: str | tuple | None, act: str | tuple, dropout: float) -> list:
@@ -23,25 +22,7 @@ def _layers(conv: nn.Module, out_channels: int, norm: str | tuple | None, act: s
     return layers
 
 
-class CheckpointedSequential(nn.Module):
-    """Holds ``self.model`` and optionally recomputes its activations in the backward pass (training only)."""
-
-    def __init__(self, use_checkpoint: bool = False) -> None:
-        super().__init__()
-        self.use_checkpoint = use_checkpoint
-        self.model = nn.Sequential()
-
-    def run_model(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_checkpoint and self.training and not torch.jit.is_scripting():
-            return self._checkpointed(x)
-        return self.model(x)
-
-    @torch.jit.unused
-    def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
-        return checkpoint(self.model, x, use_reentrant=False)
-
-
-class DownBlock(CheckpointedSequential):
+class DownBlock(nn.Module):
     """Encoder step: Conv3d(k4, s2, p1, no bias) -> [norm] -> act -> [dropout]; halves every spatial axis.
 
     A k4 s2 p1 convolution centres output voxel i on input position 2i + 0.5, so it introduces no spatial shift.
@@ -54,17 +35,16 @@ class DownBlock(CheckpointedSequential):
         norm: str | tuple | None = ("instance", {"affine": False}),
         act: str | tuple = ("leakyrelu", {"negative_slope": 0.2, "inplace": True}),
         dropout: float = 0.0,
-        use_checkpoint: bool = False,
     ) -> None:
-        super().__init__(use_checkpoint)
+        super().__init__()
         conv = nn.Conv3d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False)
         self.model = nn.Sequential(*_layers(conv, out_channels, norm, act, dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run_model(x)
+        return self.model(x)
 
 
-class UpBlock(CheckpointedSequential):
+class UpBlock(nn.Module):
     """Decoder step: ConvTranspose3d(k4, s2, p1, no bias) -> norm -> act -> [dropout], then concatenates the skip."""
 
     def __init__(
@@ -74,14 +54,13 @@ class UpBlock(CheckpointedSequential):
         norm: str | tuple | None = ("instance", {"affine": False}),
         act: str | tuple = ("relu", {"inplace": True}),
         dropout: float = 0.0,
-        use_checkpoint: bool = False,
     ) -> None:
-        super().__init__(use_checkpoint)
+        super().__init__()
         conv = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False)
         self.model = nn.Sequential(*_layers(conv, out_channels, norm, act, dropout))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.run_model(x), skip], dim=1)
+        return torch.cat([self.model(x), skip], dim=1)
 
 
 class BottleneckBlock(nn.Module):

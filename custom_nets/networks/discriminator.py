@@ -46,6 +46,8 @@ class Vox2VoxDiscriminator(nn.Module):
     Spatial sizes must be multiples of ``2**len(channels)``.
     """
 
+    __jit_ignored_attributes__ = ["block_starts"]  # read only by the checkpointed path, which TorchScript skips
+
     def __init__(
         self,
         condition_channels: int = 4,
@@ -65,7 +67,7 @@ class Vox2VoxDiscriminator(nn.Module):
         self.size_divisor = 2 ** len(channels)
         self.reference = variant == "reference"
         layers: list[nn.Module] = []
-        self.block_starts: list[int] = []
+        self.block_starts = []
         previous = condition_channels + target_channels
         for i, c in enumerate(channels):
             self.block_starts.append(len(layers))

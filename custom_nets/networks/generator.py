@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from custom_nets.networks.blocks import BottleneckBlock, DownBlock, OutputBlock, ReferenceBottleneckBlock, UpBlock
 from custom_nets.networks.init import init_pix2pix_weights
@@ -14,6 +15,7 @@ from custom_nets.networks.naming import register_reference_names
 __all__ = ["Vox2VoxGenerator"]
 
 VARIANTS = ("vox2vox", "reference")
+CHECKPOINTING = ("none", "network", "levels")
 
 
 class Vox2VoxGenerator(nn.Module):
@@ -61,8 +63,12 @@ class Vox2VoxGenerator(nn.Module):
         up_act: MONAI activation spec of the decoder. Defaults to ReLU, in place (no layer's backward needs what
             an activation overwrites: one activation less kept per block).
         bottleneck_kernel_size: kernel of the bottleneck convolutions (``variant="vox2vox"`` only). Defaults to 3.
-        use_checkpoint: recompute encoder and decoder activations in the backward pass (activation checkpointing):
-            less memory for more compute, training only.
+        use_checkpoint: activation checkpointing (training only; same outputs and gradients, dropout included):
+            ``False``/``"none"``; ``True``/``"network"``: keep only the input and recompute the whole forward when
+            the backward pass reaches the generator, so none of its activations are held while the discriminator
+            runs (one more forward); ``"levels"``: as ``"network"``, and that recomputation keeps only what enters
+            each resolution level, recomputing one level at a time (least memory, two more forwards). Norms with
+            running statistics (batch norm) would update them again on each recomputation.
 
     Spatial sizes must be multiples of ``2**n`` with at least 2 voxels per axis at the bottleneck, i.e. at least
     ``2**(n+1)`` (32 for the default widths); 64x96x48 is valid, 100x100x100 is not. Other sizes raise
@@ -83,7 +89,7 @@ class Vox2VoxGenerator(nn.Module):
         act: str | tuple = ("leakyrelu", {"negative_slope": 0.2, "inplace": True}),
         up_act: str | tuple = ("relu", {"inplace": True}),
         bottleneck_kernel_size: int = 3,
-        use_checkpoint: bool = False,
+        use_checkpoint: bool | str = False,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -93,6 +99,12 @@ class Vox2VoxGenerator(nn.Module):
             raise ValueError(f"channels needs at least two encoder widths, got {channels}.")
         if num_bottleneck < 1:
             raise ValueError(f"num_bottleneck must be >= 1, got {num_bottleneck}.")
+        checkpointing = use_checkpoint
+        if isinstance(use_checkpoint, bool):
+            checkpointing = "network" if use_checkpoint else "none"
+        if checkpointing not in CHECKPOINTING:
+            raise ValueError(f"use_checkpoint must be a bool or one of {CHECKPOINTING}, got {use_checkpoint!r}.")
+        self.checkpointing: str = checkpointing
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.dense_bottleneck = variant == "vox2vox"
@@ -105,7 +117,7 @@ class Vox2VoxGenerator(nn.Module):
         previous = in_channels
         for i, c in enumerate(channels):
             block_norm = None if i == 0 else norm
-            self.encoder.append(DownBlock(previous, c, block_norm, act, use_checkpoint=use_checkpoint))
+            self.encoder.append(DownBlock(previous, c, block_norm, act))
             previous = c
 
         self.bottleneck = nn.ModuleList()
@@ -122,7 +134,7 @@ class Vox2VoxGenerator(nn.Module):
         self.decoder = nn.ModuleList()
         previous = 2 * width if variant == "vox2vox" else channels[-2]
         for c in reversed(channels[:-1]):
-            self.decoder.append(UpBlock(previous, c, norm, up_act, use_checkpoint=use_checkpoint))
+            self.decoder.append(UpBlock(previous, c, norm, up_act))
             previous = 2 * c
         self.final = OutputBlock(previous, out_channels, out_activation)
 
@@ -141,11 +153,22 @@ class Vox2VoxGenerator(nn.Module):
                     f"of {self.size_divisor} and at least {self.min_size} "
                     f"({self.min_size // self.size_divisor} voxels at the bottleneck)."
                 )
+        if self.checkpointing != "none" and self.training and not torch.jit.is_scripting():
+            return self._checkpointed(x)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: list[torch.Tensor] = []
         h = x
         for down in self.encoder:
             h = down(h)
             skips.append(h)
+        h = self._bottleneck(h)
+        for i, up in enumerate(self.decoder):
+            h = up(h, skips[len(skips) - 2 - i])
+        return self.final(h)
+
+    def _bottleneck(self, h: torch.Tensor) -> torch.Tensor:
         features = h
         for mid in self.bottleneck:
             if self.dense_bottleneck:
@@ -154,6 +177,30 @@ class Vox2VoxGenerator(nn.Module):
                 features = out
             else:
                 h = mid(h)
-        for i, up in enumerate(self.decoder):
-            h = up(h, skips[len(skips) - 2 - i])
-        return self.final(h)
+        return h
+
+    @torch.jit.unused
+    def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        forward = self._forward if self.checkpointing == "network" else self._forward_by_level
+        return checkpoint(forward, x, use_reentrant=False)
+
+    @torch.jit.unused
+    def _forward_by_level(self, x: torch.Tensor) -> torch.Tensor:
+        """``_forward`` with each level checkpointed. A decoder level's segment starts with the concatenation of the
+        previous level's output and its skip, so what is kept between segments is those two tensors, never their
+        concatenated copy."""
+        skips: list[torch.Tensor] = []
+        h = x
+        for down in self.encoder:
+            h = checkpoint(down, h, use_reentrant=False)
+            skips.append(h)
+        h = checkpoint(self._bottleneck, h, use_reentrant=False)
+        h = checkpoint(self.decoder[0].model, h, use_reentrant=False)
+        heads = [up.model for up in self.decoder[1:]] + [self.final]
+        for i, head in enumerate(heads):
+            h = checkpoint(_concat_then, head, h, skips[len(skips) - 2 - i], use_reentrant=False)
+        return h
+
+
+def _concat_then(module: nn.Module, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    return module(torch.cat([h, skip], dim=1))
