@@ -91,8 +91,12 @@ def build(args, device):
     from custom_nets import Vox2VoxDiscriminator, Vox2VoxGenerator
     from custom_nets.losses import FixedWeightGeneralizedDiceLoss
 
-    gen = Vox2VoxGenerator(4, 4, channels=args.channels, use_checkpoint=args.checkpointing).to(device)
-    disc = Vox2VoxDiscriminator(4, 4, channels=args.channels, use_checkpoint=args.d_checkpointing).to(device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    gen = Vox2VoxGenerator(4, 4, channels=args.channels, use_checkpoint=args.checkpointing)
+    disc = Vox2VoxDiscriminator(4, 4, channels=args.channels, use_checkpoint=args.d_checkpointing)
+    gen, disc = gen.to(device, memory_format=memory_format(args)), disc.to(device, memory_format=memory_format(args))
+    if args.compile:
+        gen, disc = torch.compile(gen), torch.compile(disc)
     return (
         gen,
         disc,
@@ -101,11 +105,16 @@ def build(args, device):
     )
 
 
+def memory_format(args) -> torch.memory_format:
+    return torch.channels_last_3d if args.channels_last else torch.contiguous_format
+
+
 def batches(args, device, n):
     """``n`` times the same batch (nothing writes to it), so that the data adds one batch to the peak, not ``n``."""
     x = torch.randn(args.batch, 4, args.crop, args.crop, args.crop)
     labels = torch.randint(0, 4, (args.batch, 1, args.crop, args.crop, args.crop))
     y = torch.zeros(args.batch, 4, args.crop, args.crop, args.crop).scatter_(1, labels, 1.0)
+    x, y = x.contiguous(memory_format=memory_format(args)), y.contiguous(memory_format=memory_format(args))
     return [{"image": x, "label": y}] * n
 
 
@@ -134,6 +143,7 @@ def train_ours(args, queue):
         adversarial_loss=adversarial,
         d_threshold=args.d_threshold,
         amp=args.amp,
+        amp_dtype=getattr(torch, args.amp_dtype) if args.amp_dtype else None,
         decollate=False,
     )
     timer = Timer.attached(device, gen, disc, g_opt, d_opt)
@@ -288,12 +298,14 @@ def infer(args, queue, plain: bool):
     from custom_nets import Vox2VoxGenerator
 
     device = torch.device(args.device)
-    net = Vox2VoxGenerator(4, 4, channels=args.channels).to(device).eval()
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    net = Vox2VoxGenerator(4, 4, channels=args.channels).to(device, memory_format=memory_format(args)).eval()
     inferer = plain_inferer() if plain else configured_inferer(args.device)
     image = inference_case()
     sync(device)
     start = time.perf_counter()
-    with torch.no_grad(), torch.autocast(device.type, enabled=args.amp):
+    dtype = getattr(torch, args.amp_dtype) if args.amp_dtype else None
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=args.amp):
         output = inferer(image, net)
     sync(device)
     queue.put(
@@ -436,6 +448,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--amp_dtype", choices=("float16", "bfloat16"), help="default: float16 on CUDA, else bfloat16")
+    parser.add_argument("--cudnn_benchmark", action="store_true", help="torch.backends.cudnn.benchmark (CUDA)")
+    parser.add_argument("--channels_last", action="store_true", help="networks and batches in channels_last_3d")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both networks (training)")
     parser.add_argument(
         "--checkpointing",
         nargs="?",
@@ -478,8 +494,10 @@ def main() -> None:
     peak = matmul_gflops(device)
     print(f"machine: {machine}; torch {torch.__version__}; fp32 matmul {peak:.0f} GFLOP/s")
     print(
-        f"config: crop {args.crop}^3, batch {args.batch}, widths {args.channels}, amp {args.amp}, "
-        f"checkpointing G {args.checkpointing} D {args.d_checkpointing}, fused Adam {args.fused}"
+        f"config: crop {args.crop}^3, batch {args.batch}, widths {args.channels}, amp {args.amp} "
+        f"({args.amp_dtype or 'default dtype'}), checkpointing G {args.checkpointing} D {args.d_checkpointing}, "
+        f"fused Adam {args.fused}, cudnn.benchmark {args.cudnn_benchmark}, channels_last {args.channels_last}, "
+        f"compile {args.compile}"
     )
     if device.type == "cpu":
         allocator = os.environ.get("GLIBC_TUNABLES", "glibc defaults")

@@ -212,7 +212,7 @@ def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
     "task, configs, logged_once, in_channels, checkpointing",
     [
         ("segmentation", ["configs/train.json"], "Epoch[2] Metrics -- val_dice_et", 4, "false"),
-        ("synthesis", ["configs/train.json", "configs/synthesis.json"], "Epoch[2] Metrics -- val_mae", 3, "levels"),
+        ("synthesis", ["configs/train.json", "configs/synthesis.json"], "Epoch[2] Metrics -- val_mae", 3, "network"),
     ],
 )
 def test_two_process_training_with_torchrun(tmp_path, task, configs, logged_once, in_channels, checkpointing):
