@@ -28,6 +28,8 @@ from collections import defaultdict
 
 import torch
 
+from custom_nets.networks.generator import CHECKPOINTING
+
 
 def peak_memory_gib(device: torch.device) -> float:
     if device.type == "cuda":
@@ -109,6 +111,11 @@ def memory_format(args) -> torch.memory_format:
     return torch.channels_last_3d if args.channels_last else torch.contiguous_format
 
 
+def amp_dtype(args) -> torch.dtype | None:
+    """``--amp_dtype`` as a torch dtype; None leaves the device's default (float16 on CUDA, bfloat16 elsewhere)."""
+    return getattr(torch, args.amp_dtype) if args.amp_dtype else None
+
+
 def batches(args, device, n):
     """``n`` times the same batch (nothing writes to it), so that the data adds one batch to the peak, not ``n``."""
     x = torch.randn(args.batch, 4, args.crop, args.crop, args.crop)
@@ -143,7 +150,7 @@ def train_ours(args, queue):
         adversarial_loss=adversarial,
         d_threshold=args.d_threshold,
         amp=args.amp,
-        amp_dtype=getattr(torch, args.amp_dtype) if args.amp_dtype else None,
+        amp_dtype=amp_dtype(args),
         decollate=False,
     )
     timer = Timer.attached(device, gen, disc, g_opt, d_opt)
@@ -304,8 +311,7 @@ def infer(args, queue, plain: bool):
     image = inference_case()
     sync(device)
     start = time.perf_counter()
-    dtype = getattr(torch, args.amp_dtype) if args.amp_dtype else None
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=args.amp):
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype(args), enabled=args.amp):
         output = inferer(image, net)
     sync(device)
     queue.put(
@@ -457,7 +463,7 @@ def main() -> None:
         nargs="?",
         const="network",
         default="none",
-        choices=("none", "network", "levels"),
+        choices=CHECKPOINTING,
         help="activation checkpointing in the generator (no value: network)",
     )
     parser.add_argument("--d_checkpointing", action="store_true", help="activation checkpointing in the discriminator")

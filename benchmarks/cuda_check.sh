@@ -7,7 +7,7 @@
 set -euo pipefail
 out=${OUT:-benchmarks/cuda_results}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONPATH=".:${PYTHONPATH:-}"  # custom_nets from this checkout
 common=(--crop 128 --iterations 10 --warmup 3 --skip_data)
 
 run() {

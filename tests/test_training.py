@@ -221,7 +221,7 @@ def test_activation_checkpointing_config_id_rejects_unknown_value():
     parser.update({"activation_checkpointing": "sometimes", "generator_channels": list(TINY)})
     with pytest.raises(RuntimeError) as error:
         parser.get_parsed_content("network_def")
-    assert "expected true, false or one of ['network', 'levels'], got 'sometimes'" in str(error.value.__cause__)
+    assert "expected true, false or one of ['none', 'network', 'levels'], got 'sometimes'" in str(error.value.__cause__)
 
 
 def test_wrong_channel_count_fails_at_start_naming_both(tiny_dataset, tmp_path):

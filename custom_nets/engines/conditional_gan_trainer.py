@@ -27,6 +27,8 @@ class ConditionalGanTrainer(SupervisedTrainer):
 
     One iteration (``optimize_parameters`` of pix2pix, the generator run forward once):
 
+    0. both optimizers' gradients are cleared (``optim_set_to_none``): freed at the start, the last iteration's
+       are not held through the discriminator's update, where the iteration's memory peaks;
     1. ``fake = generator(x)``;
     2. ``backward_D``: the discriminator scores ``(x, y)`` and ``(x, fake.detach())`` in one batch. Its accuracy
        (real patches scored >= 0.5, fake patches < 0.5; scores are the raw outputs for least squares and their
@@ -175,7 +177,6 @@ class ConditionalGanTrainer(SupervisedTrainer):
         batch = inputs.shape[0]
         distributed = self.discriminator is not self._core_discriminator
         self.discriminator.requires_grad_(True)
-        self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
         with torch.set_grad_enabled(not distributed), self._autocast():
             logits = self._core_discriminator(**self._pairs(inputs, targets, fake)).float()
         with torch.no_grad():
@@ -202,7 +203,6 @@ class ConditionalGanTrainer(SupervisedTrainer):
     def backward_g(self, inputs: torch.Tensor, targets: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
         """Adversarial plus weighted voxel loss for the generator, with the discriminator frozen."""
         self.discriminator.requires_grad_(False)
-        self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
         if self.adversarial_weight != 0:
             with self._autocast():  # the frozen discriminator needs no DDP synchronisation
                 logits = self._core_discriminator(target=fake, condition=inputs).float()
@@ -227,9 +227,8 @@ class ConditionalGanTrainer(SupervisedTrainer):
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
         engine.network.train()
         engine.discriminator.train()
-        # the generator's gradients of the last iteration are not needed past its step: freed now, they are not held
-        # through the discriminator's update, where the iteration's memory peaks
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         with engine._autocast():
             fake = engine.inferer(inputs, engine.network)
         if fake.shape[1] != targets.shape[1]:
