@@ -4,6 +4,7 @@
     python benchmarks/bench.py --crop 128 --iterations 2 --skip_inference
     python benchmarks/bench.py --channels 16,32,64,128 --amp --checkpointing levels
     python benchmarks/bench.py --crop 128 --batch 4 --checkpointing --live_memory --skip_reference --skip_inference
+    python benchmarks/bench.py --cache_plan          # bytes per cached BraTS-sized case, projected for BraTS 2021
 
 Each measurement runs in a fresh process so that its peak memory is its own: peak resident memory (CPU) or peak
 allocated memory (CUDA). With ``--live_memory`` the CPU figure counts live tensors, as the CUDA one does: the fast
@@ -29,6 +30,7 @@ from collections import defaultdict
 import torch
 
 from custom_nets.networks.generator import CHECKPOINTING
+from custom_nets.utils import write_json
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -480,12 +482,25 @@ def main() -> None:
     parser.add_argument("--dice_data", default="demo/data", help="the dataset that model was trained on")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
+        "--cache_plan",
+        action="store_true",
+        help="only measure bytes per cached BraTS-sized case and project the default configs' cache for BraTS 2021",
+    )
+    parser.add_argument(
         "--live_memory",
         action="store_true",
         help="CPU: peak memory of live tensors (as CUDA's max_memory_allocated) rather than of the fast allocator; "
         "slower iterations",
     )
     args = parser.parse_args()
+    if args.cache_plan:
+        import cache_plan
+
+        plan = cache_plan.measure()
+        cache_plan.report(plan)
+        if args.json:
+            write_json(args.json, {"cache_plan": plan})
+        return
     if args.live_memory:
         # every allocation of 64 KiB or more gets its own mapping, returned to the system when freed, so resident
         # memory follows what is allocated; the children read this at their start
@@ -533,8 +548,7 @@ def main() -> None:
         for key in ("seconds_per_case", "dice_WT", "dice_TC", "dice_ET"):
             print(f"{key:<34}{results['dice'][key]:>14.3f}{results['dice_plain'][key]:>14.3f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=4, default=str)
+        write_json(args.json, results)
 
 
 def report_training(args, results, peak):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import sys
 from collections.abc import Sequence
 
 import torch
@@ -14,8 +13,9 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
+from custom_nets.cases import CaseRecord
 from custom_nets.data.conventions import CHANNELS
-from custom_nets.data.datalist import DataError, check_case_grid, scan_dataset
+from custom_nets.data.datalist import DataError, scan_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -23,9 +23,11 @@ logger = logging.getLogger(__name__)
 class CaseSelection:
     """The cases of ``dataset_dir`` to run inference on.
 
-    Cases with missing or mismatched modalities are reported by name and left out; cases whose output
-    ``<output_dir>/<case>.nii.gz`` exists are left out unless ``overwrite``. ``finish()`` (run after the evaluator)
-    prints the summary and exits non-zero when a case had to be skipped for a problem.
+    Cases with missing modalities are reported by name and left out; cases whose output ``<output_dir>/<case>.nii.gz``
+    exists are left out unless ``overwrite`` (the NIfTI is written last and atomically, so it exists only when the
+    case is complete). Everything else about a case is checked as it loads (``custom_nets.cases.GuardedDataset``).
+    ``record`` (a ``CaseRecord``) collects what happens to each case; ``finish()`` (run after the evaluator) writes
+    it as ``<output_dir>/<record_file>``, prints the counts and exits non-zero when a case was skipped.
 
     For synthesis, ``modalities`` names the input modalities in the network's channel order (the only ones that must
     exist) and ``target`` the synthesized one, whose file, when a case has it, is recorded for the real-vs-synthesized
@@ -35,8 +37,8 @@ class CaseSelection:
         entries: datalist entries (``case``, ``image``, ``reference`` = the file whose header outputs copy, and for
             synthesis ``target``: the real target's file or "").
         label_convention: the dataset's label convention; predictions are written back in it.
-        problems: ``(case, message)`` of the skipped cases.
-        existing: cases left out because their output exists.
+        record: the run's ``CaseRecord``, holding the cases skipped when the folder was scanned and those left as
+            they were.
     """
 
     def __init__(
@@ -46,34 +48,33 @@ class CaseSelection:
         overwrite: bool = False,
         modalities: Sequence[str] | None = None,
         target: str | None = None,
+        model_files: str | Sequence[str] = (),
+        record_file: str = "inference_summary.json",
     ) -> None:
         self.output_dir = output_dir
-        self.problems: list[tuple[str, str]] = []
+        self.record = CaseRecord(output_dir, model_files, record_file, task="inference")
+        problems: list[tuple[str, str]] = []
         modalities = [str(m).lower() for m in modalities] if modalities else None
         unknown = [m for m in (modalities or []) + ([str(target).lower()] if target else []) if m not in CHANNELS]
         if unknown:
             raise ValueError(f"unknown modalities {unknown}; expected names among {list(CHANNELS)}.")
-        layout, cases = scan_dataset(dataset_dir, problems=self.problems, required=modalities or CHANNELS)
+        layout, cases = scan_dataset(dataset_dir, problems=problems, required=modalities or CHANNELS)
         if modalities and layout.name == "decathlon":
             raise DataError(
                 f"{dataset_dir}: synthesis inference reads one file per modality, but the Decathlon layout holds one "
                 f"4D image per case (all four sequences present); evaluate with synthesis_evaluate.json instead."
             )
         self.label_convention = layout.label_convention
-        self.entries, self.existing = [], []
+        self.entries, existing = [], []
         for entry in cases:
             if modalities:
                 all_files = entry["image"]
                 entry = {**entry, "image": [all_files[CHANNELS.index(m)] for m in modalities]}
                 if target:
                     entry["target"] = all_files[CHANNELS.index(str(target).lower())] or ""
-            try:
-                check_case_grid(entry)
-            except DataError as e:
-                self.problems.append((entry["case"], str(e)))
-                continue
             if not overwrite and os.path.exists(os.path.join(output_dir, f"{entry['case']}.nii.gz")):
-                self.existing.append(entry["case"])
+                existing.append(entry["case"])
+                self.record.left(entry["case"])
                 continue
             image = entry["image"]
             reference = image[0] if isinstance(image, list) else image
@@ -81,31 +82,29 @@ class CaseSelection:
             if "target" in entry:
                 selected["target"] = entry["target"]
             self.entries.append(selected)
-        for case, message in self.problems:
-            logger.error(f"skipping {case}: {message}")
-        if self.existing:
+        for case, message in problems:
+            self.record.skipped(case, message)
+        if existing:
             logger.warning(
-                f"{len(self.existing)} case(s) already have outputs in {output_dir} and are left as they are "
-                f"(set overwrite to true to redo them): {', '.join(self.existing[:5])}"
-                f"{' ...' if len(self.existing) > 5 else ''}"
+                f"{len(existing)} case(s) already have outputs in {output_dir} and are left as they are "
+                f"(set overwrite to true to redo them): {', '.join(existing[:5])}{' ...' if len(existing) > 5 else ''}"
             )
         logger.info(f"inference on {len(self.entries)} case(s) of {dataset_dir} ({self.label_convention} labels)")
 
     def finish(self) -> None:
-        done = len(self.entries)
-        print(
-            f"inference: {done} case(s) written to {self.output_dir}, {len(self.existing)} left as they were, "
-            f"{len(self.problems)} skipped"
-        )
-        if self.problems:
-            for case, message in self.problems:
-                print(f"  skipped {case}: {message}", file=sys.stderr)
-            sys.exit(1)
+        self.record.finish()
 
 
-def load_generator(network: torch.nn.Module, model_file: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_generator(
+    network: torch.nn.Module,
+    model_file: str,
+    device: str | torch.device = "cpu",
+    activation: torch.nn.Module | None = None,
+) -> torch.nn.Module:
     """Loads a flat generator state dict (``weights_only=True``) into ``network``; a checkpoint that does not fit
-    raises ``ValueError`` with a short account of the mismatch instead of a wall of keys."""
+    raises ``ValueError`` with a short account of the mismatch instead of a wall of keys. With ``activation`` (e.g. the
+    softmax a training network leaves to its trainer) the result is ``Sequential(network, activation)``, so that the
+    outputs are what inference's network gives."""
     if not os.path.isfile(model_file):
         raise FileNotFoundError(f"model file {model_file} does not exist; train first or set model_files.")
     state = torch.load(model_file, map_location="cpu", weights_only=True)
@@ -133,6 +132,8 @@ def load_generator(network: torch.nn.Module, model_file: str, device: str | torc
         )
         raise ValueError("\n".join(lines))
     network.load_state_dict(state)
+    if activation is not None:
+        network = torch.nn.Sequential(network, activation)
     return network.to(device).eval()
 
 

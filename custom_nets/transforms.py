@@ -46,7 +46,13 @@ class RelabelSmallEnhancingd(MapTransform):
 
 class CheckFinited(MapTransform):
     """Load-time guard for data that changed after its datalist was checked: raises ``DataError`` naming the file
-    when an image holds NaN or infinite voxels (a non-finite input would otherwise surface as a non-finite loss)."""
+    when an image holds NaN or infinite voxels (a non-finite input would otherwise surface as a non-finite loss, or
+    in inference as a label map of background), and with ``nonempty`` when a channel is all zero (an empty brain).
+    """
+
+    def __init__(self, keys: KeysCollection, nonempty: bool = False, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.nonempty = nonempty
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         from custom_nets.data.datalist import DataError
@@ -59,6 +65,10 @@ class CheckFinited(MapTransform):
                 raise DataError(
                     f"{_source(d, key)}: {bad} NaN or infinite voxels in '{key}'; expected finite intensities."
                 )
+            if self.nonempty:
+                empty = [c for c in range(value.shape[0]) if not bool(value[c].any())]
+                if empty:
+                    raise DataError(f"{_source(d, key)}: channel(s) {empty} of '{key}' are all zero (an empty brain).")
         return d
 
 

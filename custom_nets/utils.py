@@ -1,6 +1,15 @@
-"""Small helpers the bundle configs call."""
+"""Small helpers the bundle configs call, and the atomic file writes every writer uses."""
 
 from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+
+# temporary files are hidden (dataset scans skip dot files) and keep the final name's extension (nibabel and
+# matplotlib choose the format by it)
+PARTIAL_PREFIX = ".partial-"
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", "none", ""}
@@ -56,3 +65,38 @@ def is_main_process() -> bool:
     import torch.distributed as dist
 
     return not dist.is_initialized() or dist.get_rank() == 0
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yields a temporary path in ``path``'s folder to write to; when the block ends it is renamed to ``path``
+    (``os.replace``, atomic on one file system), or removed if the block raised. A process killed at any instant
+    leaves the previous ``path`` or the whole new one, and at most a ``.partial-*`` file (see ``remove_partials``)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f"{PARTIAL_PREFIX}{os.getpid()}-{name}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+
+
+def write_json(path: str, value, **kwargs) -> str:
+    """``json.dump`` (4-space indent) to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as temporary, open(temporary, "w") as f:
+        json.dump(value, f, indent=4, default=str, **kwargs)
+    return path
+
+
+def remove_partials(folder: str) -> list[str]:
+    """Removes what a killed writer left of its temporary files in ``folder``; returns their names."""
+    if not os.path.isdir(folder):
+        return []
+    left = [n for n in os.listdir(folder) if n.startswith(PARTIAL_PREFIX)]
+    for name in left:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, name))
+    return left

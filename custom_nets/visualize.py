@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from custom_nets.utils import atomic_path  # noqa: E402
+
 # canonical classes: 1 NCR/NET, 2 edema, 3 enhancing tumour
 CLASS_NAMES = {1: "NCR/NET", 2: "edema", 3: "enhancing"}
 CLASS_COLOURS = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.55), (0.1, 0.85, 0.2, 0.45), (1.0, 0.9, 0.0, 0.6)])
@@ -30,6 +32,12 @@ def tumour_centre(classes: np.ndarray | None, shape: Sequence[int]) -> tuple[int
 
 def _slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.rot90(np.take(volume, index, axis=axis))
+
+
+def _save(fig, output_file: str, dpi: int) -> None:
+    with atomic_path(output_file) as temporary:
+        fig.savefig(temporary, dpi=dpi, format="png")
+    plt.close(fig)
 
 
 def _legend(fig) -> None:
@@ -60,8 +68,7 @@ def modality_montage(
         ax.axis("off")
     fig.suptitle(f"{title} (axial slice {k})".strip())
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(output_file, dpi=100)
-    plt.close(fig)
+    _save(fig, output_file, dpi=100)
     return output_file
 
 
@@ -90,8 +97,7 @@ def orthogonal_overlay(
     _legend(fig)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(output_file, dpi=90)
-    plt.close(fig)
+    _save(fig, output_file, dpi=90)
     return output_file
 
 
@@ -121,6 +127,5 @@ def compare_volumes(
             ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(output_file, dpi=90)
-    plt.close(fig)
+    _save(fig, output_file, dpi=90)
     return output_file

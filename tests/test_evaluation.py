@@ -13,7 +13,7 @@ from custom_nets import Vox2VoxGenerator
 from custom_nets.handlers.brats_metrics import case_metrics, region_metrics, volume_diagonal_mm
 from custom_nets.inference import FlipInferer, load_generator
 from custom_nets.transforms import RelabelSmallEnhancingd
-from tests.bundle_helpers import TINY, make_synthetic_dataset, run_bundle, write_overrides
+from tests.bundle_helpers import ROOT, TINY, make_synthetic_dataset, run_bundle, write_overrides
 
 
 def cube(shape, start, size):
@@ -138,6 +138,38 @@ def test_evaluating_writes_metrics_summary_and_predictions(trained):
     assert set(np.unique(np.asanyarray(pred.dataobj))) <= {0, 1, 2, 4}  # written back in the BraTS 2021 labels
 
 
+def test_evaluation_predictions_are_the_files_inference_writes(trained):
+    """One definition of the inferer and the label post-processing (inference.json's) serves both runs."""
+    evaluation, inference = trained["root"] / "eval_vs_inference", trained["root"] / "inference_vs_eval"
+    options = dict(flip_tta="true", et_min_voxels=5, largest_component="true")  # every shared step switched on
+    run_bundle(
+        "evaluating",
+        ["configs/train.json", "configs/evaluate.json", trained["overrides"]],
+        dataset_dir=trained["data"],
+        ckpt_dir=trained["model"].parent,
+        output_dir=evaluation,
+        eval_datalist="$@datalist",
+        save_predictions="true",
+        **options,
+    )
+    run_bundle(
+        None,
+        ["configs/inference.json", trained["overrides"]],
+        dataset_dir=trained["data"],
+        output_dir=inference,
+        model_files=f"['{trained['model']}']",
+        **options,
+    )
+    cases = [f"BraTS2021_{i:05d}" for i in range(5)]
+    for case in cases:
+        evaluated = nib.load(evaluation / "predictions" / f"{case}.nii.gz")
+        inferred = nib.load(inference / f"{case}.nii.gz")
+        assert np.array_equal(np.asanyarray(evaluated.dataobj), np.asanyarray(inferred.dataobj)), case
+        assert np.allclose(evaluated.affine, inferred.affine)
+    summary = json.load(open(evaluation / "summary.json"))
+    assert summary["config"]["flip_tta"] == "true" and summary["config"]["et_min_voxels"] == 5
+
+
 def _write_case(root, case, images, affine, skip=()):
     for modality, image in images.items():
         if modality not in skip:
@@ -155,7 +187,7 @@ def inference_inputs(tmp_path_factory):
     images, _ = synthesize_case(5, 0, (40, 48, 32))
     angle = np.deg2rad(20)
     oblique = np.array(
-        [[np.cos(angle), -np.sin(angle), 0, 10], [np.sin(angle), np.cos(angle), 0, -5], [0, 0, 1.2, 3], [0, 0, 0, 1]]
+        [[np.cos(angle), -np.sin(angle), 0, 10], [np.sin(angle), np.cos(angle), 0, -5], [0, 0, 1.0, 3], [0, 0, 0, 1]]
     )
     affines = {
         "BraTS2021_ras": np.diag([1.0, 1, 1, 1]),
@@ -205,10 +237,17 @@ def test_inference_headers_skips_and_overwrite(inference_inputs):
     # the oblique affine is closest to RAS: the network sees the same voxels, so the labels agree voxel for voxel
     ras = np.asanyarray(nib.load(out / "BraTS2021_ras.nii.gz").dataobj)
     assert np.array_equal(ras, np.asanyarray(nib.load(out / "BraTS2021_oblique.nii.gz").dataobj))
-    before = {p: os.stat(out / p).st_mtime_ns for p in os.listdir(out)}
+    outputs = [p for p in os.listdir(out) if p != "inference_summary.json"]
+    before = {p: os.stat(out / p).st_mtime_ns for p in outputs}
     again = infer(inference_inputs, out)
     assert "0 case(s) written" in again.stdout and "3 left as they were" in again.stdout
-    assert {p: os.stat(out / p).st_mtime_ns for p in os.listdir(out)} == before
+    assert {p: os.stat(out / p).st_mtime_ns for p in outputs} == before and len(os.listdir(out)) == len(outputs) + 1
+    record = json.load(open(out / "inference_summary.json"))
+    assert record["summary"] == {"written": 0, "skipped": 2, "left": 3}
+    assert record["cases"]["BraTS2021_ras"] == {
+        "status": "left as it was",
+        "reason": "its output exists (overwrite is false)",
+    }
     infer(inference_inputs, out, overwrite="true")
     assert os.stat(out / "BraTS2021_ras.nii.gz").st_mtime_ns != before["BraTS2021_ras.nii.gz"]
 
@@ -267,3 +306,27 @@ def test_inference_post_processing_and_flip_tta(inference_inputs, tmp_path):
     assert not np.array_equal(a, b)
     assert 4 not in np.unique(b)  # every enhancing voxel relabelled as necrosis (fewer than 10^6)
     assert ndimage.label(b > 0, structure=np.ones((3, 3, 3)))[1] <= 1  # one tumour (26-connected)
+
+
+def test_anisotropic_case_is_segmented_at_1mm_and_comes_back_on_its_own_grid(inference_inputs, tmp_path):
+    from monai.bundle import ConfigParser
+
+    from custom_nets.data.synthetic import synthesize_case
+
+    images, _ = synthesize_case(9, 0, (48, 48, 12))
+    affine = np.diag([-0.9, -0.9, 3.0, 1.0])
+    affine[:3, 3] = [20.0, 30.0, -10.0]
+    os.makedirs(tmp_path / "data" / "BraTS2021_thick")
+    _write_case(str(tmp_path / "data"), "BraTS2021_thick", images, affine)
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "bundle" / "configs" / "inference.json"))
+    case = [str(tmp_path / "data" / "BraTS2021_thick" / f"BraTS2021_thick_{m}.nii.gz") for m in images]
+    seen = parser.get_parsed_content("preprocessing")({"image": case})["image"]
+    np.testing.assert_allclose(seen.pixdim[:3], [1.0, 1.0, 1.0])  # the network sees the training spacing
+    assert tuple(seen.shape[1:]) == (43, 43, 34)
+    out = tmp_path / "out"
+    infer({**inference_inputs, "data": str(tmp_path / "data")}, out, check=True)
+    written, flair = nib.load(out / "BraTS2021_thick.nii.gz"), nib.load(case[0])
+    assert written.shape == flair.shape == (48, 48, 12)
+    np.testing.assert_allclose(written.affine, affine, atol=1e-6)
+    assert written.header.get_zooms() == flair.header.get_zooms()

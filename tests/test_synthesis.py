@@ -224,7 +224,9 @@ def test_synthesis_inference_writes_missing_flair_with_input_header(synthesis_ru
     assert result.returncode == 1, result.stderr[-3000:]  # the case without T1 is skipped and reported
     assert "skipped BraTS2021_00002: case BraTS2021_00002: missing modality 't1'" in result.stderr
     cases = ["BraTS2021_00000", "BraTS2021_00001", "BraTS2021_ras"]
-    assert sorted(os.listdir(out)) == [f"{c}.{e}" for c in cases for e in ("nii.gz", "png")]
+    assert sorted(os.listdir(out)) == [f"{c}.{e}" for c in cases for e in ("nii.gz", "png")] + [
+        "inference_summary.json"
+    ]
     # the same voxels stored LPS and RAS give the same synthesized voxels: the output is in its input's orientation
     lps, ras = (nib.as_closest_canonical(nib.load(out / f"{c}.nii.gz")) for c in ("BraTS2021_00000", "BraTS2021_ras"))
     np.testing.assert_allclose(np.asanyarray(lps.dataobj), np.asanyarray(ras.dataobj), rtol=1e-5, atol=1e-3)

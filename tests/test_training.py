@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.losses import PatchAdversarialLoss
 from monai.utils import set_determinism
@@ -262,3 +262,105 @@ def test_killed_run_resumes_with_same_epoch_and_optimizer_state(tiny_dataset, tm
     # Adam's step count continued from the killed run's instead of restarting
     step = next(iter(final["g_optimizer"]["state"].values()))["step"]
     assert int(step) == 16
+
+
+def test_resume_keeps_the_best_model_when_the_resumed_epochs_only_get_worse(tiny_dataset, tmp_path):
+    ckpt = tmp_path / "models"
+    args = dict(dataset_dir=tiny_dataset, output_dir=tmp_path / "out", ckpt_dir=ckpt)
+    run_bundle("training", ["configs/train.json", write_overrides(tmp_path / "two.json", epochs=2)], **args)
+    best = (ckpt / "model.pt").read_bytes()
+    state = torch.load(ckpt / "checkpoint_epoch=2.pt", weights_only=True)
+    assert len(state["best_model"]["_saved"]) == 1  # the best score travels with the checkpoint
+    # a negative voxel weight trains away from the labels: no resumed epoch can validate better
+    worse = write_overrides(tmp_path / "worse.json", epochs=4, lambda_voxel=-50.0, adversarial_weight=0.0)
+    result = run_bundle("training", ["configs/train.json", worse], resume="true", **args)
+    assert "Epoch: 4/4" in result.stdout + result.stderr and (ckpt / "checkpoint_epoch=4.pt").exists()
+    assert (ckpt / "model.pt").read_bytes() == best
+
+
+def test_validation_key_metric_scores_false_enhancing_tumour_on_an_et_free_case_as_zero():
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    truth = torch.zeros(3, 8, 8, 8)
+    truth[:2, 2:6, 2:6, 2:6] = 1  # TC and WT, no enhancing tumour
+    false_et = truth.clone()
+    false_et[2, 3, 3, 3] = 1  # one enhancing voxel predicted where there is none
+
+    def validate(pred):
+        """The configured metrics on one validation case, as the validator runs them."""
+        engine = Engine(lambda _engine, batch: batch)
+        for name in ("val_mean_dice", "val_dice_et"):
+            section = "key_metric" if name == "val_mean_dice" else "additional_metrics"
+            metric = parser.get_parsed_content(f"validate#{section}#{name}", lazy=False)
+            metric.attach(engine, name)
+        item = {"pred": pred, "label": truth, "pred_et": pred[2:], "label_et": truth[2:]}
+        engine.run([[item]])
+        return engine.state.metrics
+
+    # ET empty in both: 1 (MONAI's default would leave the case out); one false ET voxel: 0
+    assert validate(truth.clone()) == pytest.approx({"val_mean_dice": 1.0, "val_dice_et": 1.0})
+    assert validate(false_et) == pytest.approx({"val_mean_dice": 2 / 3, "val_dice_et": 0.0})
+
+
+def test_training_crop_and_background_samples_come_from_the_raw_brain(tmp_path):
+    import nibabel as nib
+
+    from custom_nets.data.synthetic import brats_affine
+
+    shape = (40, 40, 40)
+    case = tmp_path / "case"
+    case.mkdir()
+    brain = np.zeros(shape, np.float32)
+    brain[5:35, 5:35, 5:35] = 10.0  # a dim half (below the brain's mean) ...
+    brain[5:35, 5:35, 20:35] = 1000.0  # ... and a bright half
+    labels = np.zeros(shape, np.uint8)
+    labels[15:20, 15:20, 25:30] = 2
+    paths = []
+    for modality in ("flair", "t1", "t1ce", "t2"):
+        paths.append(str(case / f"{modality}.nii.gz"))
+        nib.save(nib.Nifti1Image(brain, brats_affine(shape)), paths[-1])
+    nib.save(nib.Nifti1Image(labels, brats_affine(shape)), str(case / "seg.nii.gz"))
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.update({"labels_to_classes": [[0, 1, 2, 4], [0, 1, 2, 3]], "roi_size": [16, 16, 16]})
+    out = monai_compose(parser.get_parsed_content("train#deterministic_transforms"))(
+        {"image": paths, "label": str(case / "seg.nii.gz")}
+    )
+    assert tuple(out["image"].shape[1:]) == (30, 30, 30)  # the whole raw brain, not only its above-mean half
+    background = np.asarray(out["label_bg_indices"])
+    assert background.dtype == np.int32 and background.size == 30**3 - 5**3  # every brain voxel outside the tumour
+    assert np.asarray(out["label_fg_indices"]).size == 5**3
+    assert float(out["image"][0][0, 0, 0]) < 0  # the dim half is z-scored below zero, and kept
+
+
+def monai_compose(transforms):
+    from monai.transforms import Compose
+
+    return Compose(transforms)
+
+
+def test_training_states_its_data_plan_and_refuses_one_that_cannot_fit(tiny_dataset, tmp_path):
+    overrides = write_overrides(tmp_path / "tiny.json", epochs=1)
+    out = tmp_path / "out"
+    result = run_bundle(
+        "training", ["configs/train.json", overrides], dataset_dir=tiny_dataset, output_dir=out, ckpt_dir=tmp_path / "m"
+    )
+    log = result.stdout + result.stderr
+    assert "data plan: 4 training cases x " in log and ", 1 validation cases x " in log
+    assert f"cached on disk in {out}/cache; projected 0.0 GiB of host memory and " in log
+    assert os.listdir(out / "cache" / "train") and os.listdir(out / "cache" / "validate")  # MONAI's PersistentDataset
+    refused = run_bundle(
+        "training",
+        ["configs/train.json", overrides],
+        check=False,
+        dataset_dir=tiny_dataset,
+        output_dir=tmp_path / "out2",
+        ckpt_dir=tmp_path / "m2",
+        cache="memory",
+        cache_memory_gib=0.001,
+    )
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "refused: the in-memory cache would hold" in refused.stderr and "more than cache_memory_gib 0.001" in (
+        refused.stderr
+    )
+    assert "set cache to 'disk'" in refused.stderr and not (tmp_path / "m2").exists()

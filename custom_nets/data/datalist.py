@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from custom_nets.data.conventions import CHANNELS, CLASS_LABELS, FOLDER_LAYOUTS, NIFTI_EXTENSIONS, Layout
+from custom_nets.utils import write_json
 
 
 class DataError(ValueError):
@@ -202,16 +202,33 @@ def check_case_grid(entry: dict[str, Any]) -> tuple[str, tuple[int, ...], np.nda
     return reference
 
 
-def verify_case(entry: dict[str, Any], convention: str) -> None:
-    """Reads every file of one case and raises ``DataError`` on unreadable files, mismatched shapes or affines,
-    non-finite voxels, a wrong channel count or label values outside ``convention``."""
-    case = entry["case"]
-    reference_path, reference_shape, reference_affine = check_case_grid(entry)
+def check_image_files(entry: dict[str, Any]) -> None:
+    """Reads the voxels of every image file of one case and raises ``DataError`` naming the first file that cannot
+    be read (truncated or corrupt), holds NaN or infinite voxels, or is all zero (an empty brain), and a label file
+    that cannot be read."""
+    case = os.path.basename(os.path.normpath(str(entry["case"])))
     for path in entry["image"] if isinstance(entry["image"], list) else [entry["image"]]:
         data, _, _ = _read(path, case)
         if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
             bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
             raise DataError(f"case {case}: {path} has {bad} NaN or infinite voxels; expected finite intensities.")
+        volumes = np.moveaxis(data, -1, 0) if data.ndim == 4 else [data]
+        for channel, volume in enumerate(volumes):
+            if not np.any(volume):
+                where = f"channel {channel} of {path}" if data.ndim == 4 else path
+                raise DataError(
+                    f"case {case}: {where} is all zero (an empty brain); expected a skull-stripped MRI volume."
+                )
+    if entry.get("label"):
+        _read(entry["label"], case)
+
+
+def verify_case(entry: dict[str, Any], convention: str) -> None:
+    """Reads every file of one case and raises ``DataError`` on unreadable files, mismatched shapes or affines,
+    non-finite voxels, an empty image, a wrong channel count or label values outside ``convention``."""
+    case = entry["case"]
+    reference_path, reference_shape, reference_affine = check_case_grid(entry)
+    check_image_files({k: v for k, v in entry.items() if k != "label"})
     if "label" in entry:
         path = entry["label"]
         data, affine, shape = _read(path, case)
@@ -290,10 +307,7 @@ def write_datalist(
     """
     output_file = os.path.abspath(output_file or os.path.join(data_dir, "datalist.json"))
     datalist = make_datalist(data_dir, num_folds, seed, verify, base_dir=os.path.dirname(output_file))
-    os.makedirs(os.path.dirname(output_file), exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(output_file), suffix=".tmp", delete=False) as f:
-        json.dump(datalist, f, indent=4)
-    os.replace(f.name, output_file)
+    write_json(output_file, datalist)
     print(
         f"{output_file}: {len(datalist['training'])} labelled and {len(datalist['testing'])} unlabelled cases "
         f"({datalist['layout']}, {num_folds} folds)"

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from tqdm import tqdm
 
+from custom_nets.utils import atomic_path
+
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 BACKGROUND, CSF, GREY, WHITE, NECROSIS, EDEMA, ENHANCING = range(7)
 # relative intensities per tissue class (index as above) and modality
@@ -123,7 +125,8 @@ def _save(array: np.ndarray, affine: np.ndarray, path: str) -> None:
     image.header.set_xyzt_units("mm", "sec")
     image.header.set_qform(affine, code=1)
     image.header.set_sform(affine, code=1)
-    nib.save(image, path)
+    with atomic_path(path) as temporary:
+        nib.save(image, temporary)
 
 
 def synthesize(

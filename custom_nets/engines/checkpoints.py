@@ -10,9 +10,11 @@ from custom_nets.engines.conditional_gan_trainer import ConditionalGanTrainer
 from custom_nets.utils import unwrap_ddp
 
 
-def resumable_state(trainer: ConditionalGanTrainer) -> dict:
+def resumable_state(trainer: ConditionalGanTrainer, best_model_saver=None) -> dict:
     """Objects saved each epoch and restored by ``resume``: both networks, both optimizers, the trainer's epoch and
-    iteration, and the AMP gradient scaler when it is in use."""
+    iteration, the AMP gradient scaler when it is in use, and the best key metric that ``best_model_saver`` (the
+    validator's ``AtomicCheckpointSaver`` of ``model.pt``) has seen, so that a resumed run replaces ``model.pt`` only
+    with a better model."""
     state = {
         "generator": unwrap_ddp(trainer.network),
         "discriminator": unwrap_ddp(trainer.discriminator),
@@ -22,6 +24,8 @@ def resumable_state(trainer: ConditionalGanTrainer) -> dict:
     }
     if trainer.scaler.is_enabled():
         state["scaler"] = trainer.scaler
+    if best_model_saver is not None:
+        state["best_model"] = best_model_saver
     return state
 
 

@@ -29,13 +29,16 @@ class ConditionalGanTrainer(SupervisedTrainer):
 
     0. both optimizers' gradients are cleared (``optim_set_to_none``): freed at the start, the last iteration's
        are not held through the discriminator's update, where the iteration's memory peaks;
-    1. ``fake = generator(x)``;
+    1. ``fake = generator(x)``, or ``output_activation(generator(x))`` when the generator ends in logits (the
+       discriminator and metrics see the activation, the voxel loss the logits, for a cross-entropy that stays
+       stable where a class's probability underflows);
     2. ``backward_D``: the discriminator scores ``(x, y)`` and ``(x, fake.detach())`` in one batch. Its accuracy
        (real patches scored >= 0.5, fake patches < 0.5; scores are the raw outputs for least squares and their
        sigmoid for BCE) gates the update: the discriminator's backward and step run only when the accuracy is
        ``<= d_threshold`` (1.0: always; negative: never), as in the public Vox2Vox code;
-    3. ``backward_G``: ``g_loss = adversarial_weight * adv(D(x, fake), real) + lambda_voxel * voxel(fake, y)``,
-       with the discriminator's parameters frozen.
+    3. ``backward_G``: ``g_loss = adversarial_weight * adv(D(x, fake), real) + lambda_voxel * voxel(out, y)``,
+       with the discriminator's parameters frozen; ``out`` is the generator's own output (logits when
+       ``output_activation`` is set).
 
     ``state.output`` holds ``image``, ``label``, ``pred`` and the losses ``g_loss``, ``d_loss``, ``adv_loss``,
     ``voxel_loss``, ``d_accuracy``, ``d_updated`` and ``loss`` (= ``g_loss``). It fires MONAI's
@@ -58,6 +61,9 @@ class ConditionalGanTrainer(SupervisedTrainer):
         adversarial_weight: weight of the generator's adversarial term; 0 trains the generator alone. Defaults to 1.
         d_threshold: the discriminator steps only when its batch accuracy is ``<= d_threshold``. Defaults to 0.8.
         inferer: how the generator is run on the batch. Defaults to ``SimpleInferer``.
+        output_activation: applied to the generator's output to make what the discriminator judges (e.g.
+            ``torch.nn.Softmax(dim=1)`` for a generator that ends in logits); None when the generator's output is
+            already that.
         amp: mixed precision as above.
         amp_dtype: autocast dtype; defaults to float16 on CUDA and bfloat16 elsewhere.
         optim_set_to_none: ``zero_grad(set_to_none=...)``. Defaults to True.
@@ -94,6 +100,7 @@ class ConditionalGanTrainer(SupervisedTrainer):
         decollate: bool = True,
         optim_set_to_none: bool = True,
         to_kwargs: dict | None = None,
+        output_activation: Callable | None = None,
     ) -> None:
         device = torch.device(device)
         amp_dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
@@ -129,6 +136,7 @@ class ConditionalGanTrainer(SupervisedTrainer):
         self.adversarial_weight = float(adversarial_weight)
         self.d_threshold = float(d_threshold)
         self.amp_dtype = amp_dtype
+        self.output_activation = output_activation
         # created here rather than in run() so that its state can be checkpointed and resumed
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
 
@@ -200,8 +208,11 @@ class ConditionalGanTrainer(SupervisedTrainer):
             self._step(d_loss, self.d_optimizer)
         return {"d_loss": d_loss.detach(), "d_accuracy": accuracy.item(), "d_updated": float(update)}
 
-    def backward_g(self, inputs: torch.Tensor, targets: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
-        """Adversarial plus weighted voxel loss for the generator, with the discriminator frozen."""
+    def backward_g(
+        self, inputs: torch.Tensor, targets: torch.Tensor, fake: torch.Tensor, raw: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        """Adversarial plus weighted voxel loss for the generator, with the discriminator frozen; the voxel loss sees
+        ``raw`` (the generator's output before ``output_activation``) when it is given."""
         self.discriminator.requires_grad_(False)
         if self.adversarial_weight != 0:
             with self._autocast():  # the frozen discriminator needs no DDP synchronisation
@@ -209,7 +220,7 @@ class ConditionalGanTrainer(SupervisedTrainer):
             adv_loss = self.adversarial_loss(logits, target_is_real=True, for_discriminator=False)
         else:
             adv_loss = torch.zeros((), device=fake.device)
-        voxel_loss = self.loss_function(fake.float(), targets.float()).mean()
+        voxel_loss = self.loss_function((fake if raw is None else raw).float(), targets.float()).mean()
         g_loss = self.adversarial_weight * adv_loss + self.lambda_voxel * voxel_loss
         losses = {Keys.LOSS: g_loss, "g_loss": g_loss, "adv_loss": adv_loss, "voxel_loss": voxel_loss}
         self.state.output.update(losses)
@@ -230,7 +241,8 @@ class ConditionalGanTrainer(SupervisedTrainer):
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         with engine._autocast():
-            fake = engine.inferer(inputs, engine.network)
+            raw = engine.inferer(inputs, engine.network)
+            fake = raw if engine.output_activation is None else engine.output_activation(raw)
         if fake.shape[1] != targets.shape[1]:
             raise ValueError(
                 f"the generator outputs {fake.shape[1]} channels but the data's target has {targets.shape[1]} "
@@ -239,7 +251,7 @@ class ConditionalGanTrainer(SupervisedTrainer):
         engine.state.output[Keys.PRED] = fake
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         d_stats = engine.backward_d(inputs, targets, fake)
-        g_stats = engine.backward_g(inputs, targets, fake)
+        g_stats = engine.backward_g(inputs, targets, fake, None if engine.output_activation is None else raw)
         engine.scaler.update()
         engine.state.output.update({**g_stats, **d_stats, Keys.PRED: fake.detach()})
         engine.fire_event(IterationEvents.MODEL_COMPLETED)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ import numpy as np
 from ignite.engine import Engine, Events
 
 from custom_nets.handlers.regions import case_name, decollated_items
-from custom_nets.utils import is_main_process, sha256
+from custom_nets.utils import atomic_path, is_main_process, sha256, write_json
 
 
 def summarise(rows: list[dict], columns: Sequence[str]) -> dict:
@@ -47,18 +46,26 @@ class CaseMetricsWriter:
         model_files: checkpoint path(s) to fingerprint in the summary.
         config: anything JSON-serialisable to record (e.g. resolved config values).
         case_key: batch key holding the case name.
+        record: a ``custom_nets.cases.CaseRecord``: each case is reported to it, and a case whose metrics cannot be
+            computed is recorded as skipped instead of ending the run.
     """
 
     columns: Sequence[str] = ()
     conventions: str = ""
 
     def __init__(
-        self, output_dir: str, model_files: str | Sequence[str] = (), config: dict | None = None, case_key: str = "case"
+        self,
+        output_dir: str,
+        model_files: str | Sequence[str] = (),
+        config: dict | None = None,
+        case_key: str = "case",
+        record=None,
     ) -> None:
         self.output_dir = output_dir
         self.model_files = [model_files] if isinstance(model_files, str) else list(model_files)
         self.config = config or {}
         self.case_key = case_key
+        self.record = record
         self.rows: list[dict] = []
         self.logger = logging.getLogger(type(self).__module__)
 
@@ -77,7 +84,15 @@ class CaseMetricsWriter:
     def _collect(self, engine: Engine) -> None:
         for item in decollated_items(engine):
             case = case_name(item, self.case_key)
-            row = {"case": case, **self.case_row(item)}
+            try:
+                row = {"case": case, **self.case_row(item)}
+            except Exception as error:
+                if self.record is None:
+                    raise
+                self.record.skipped(case, f"case {case}: metrics failed ({error!r})")
+                continue
+            if self.record is not None:
+                self.record.written(case)
             self.rows.append(row)
             self.logger.info(f"{case}: {self.describe(row)}")
 
@@ -85,7 +100,8 @@ class CaseMetricsWriter:
         if not is_main_process():
             return
         os.makedirs(self.output_dir, exist_ok=True)
-        with open(os.path.join(self.output_dir, "metrics.csv"), "w", newline="") as f:
+        metrics_file = os.path.join(self.output_dir, "metrics.csv")
+        with atomic_path(metrics_file) as temporary, open(temporary, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["case", *self.columns])
             writer.writeheader()
             writer.writerows(self.rows)
@@ -97,8 +113,7 @@ class CaseMetricsWriter:
             "conventions": self.conventions,
             "config": self.config,
         }
-        with open(os.path.join(self.output_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=4, default=str)
+        write_json(os.path.join(self.output_dir, "summary.json"), summary)
         if statistics:
             means = {k: v["mean"] for k, v in statistics.items()}
             self.logger.info(

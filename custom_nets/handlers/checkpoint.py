@@ -26,7 +26,10 @@ class _AtomicDiskSaver(DiskSaver):
 
 
 class AtomicCheckpointSaver(CheckpointSaver):
-    """``monai.handlers.CheckpointSaver`` (same arguments) whose files are written atomically."""
+    """``monai.handlers.CheckpointSaver`` (same arguments) whose files are written atomically, and whose key-metric
+    record (the best score and its file) is part of a resumable checkpoint: ``state_dict()`` here, MONAI's
+    ``load_state_dict()`` on resume. MONAI's saver keeps that record in memory only, so the first validation after a
+    resume would replace the best model whatever its score."""
 
     def __init__(self, save_dir: str, save_dict: dict, *args, **kwargs) -> None:
         super().__init__(save_dir, save_dict, *args, **kwargs)
@@ -34,3 +37,12 @@ class AtomicCheckpointSaver(CheckpointSaver):
             if checkpoint is not None:
                 fixed_name = getattr(checkpoint.save_handler, "filename", None)
                 checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, fixed_name)
+
+    def state_dict(self) -> dict:
+        if self._key_metric_checkpoint is None:
+            return {}
+        return self._key_metric_checkpoint.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict:
+            super().load_state_dict(state_dict)

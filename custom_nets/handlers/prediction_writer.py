@@ -11,8 +11,9 @@ import torch
 from ignite.engine import Engine, Events
 
 from custom_nets.data.conventions import labels_to_classes, to_canonical
+from custom_nets.data.datalist import DataError
 from custom_nets.handlers.regions import case_name, decollated_items
-from custom_nets.utils import is_main_process
+from custom_nets.utils import atomic_path, is_main_process, remove_partials
 from custom_nets.visualize import orthogonal_overlay
 
 
@@ -22,38 +23,97 @@ def spatial_array(volume, dtype=np.float32) -> np.ndarray:
     return array[0] if array.ndim == 4 else array
 
 
-def check_on_grid(volume: np.ndarray, reference: nib.Nifti1Image, case: str) -> None:
-    """An output must lie on its input's grid before it can take the input's header."""
-    if volume.shape != tuple(reference.shape[:3]):
-        raise RuntimeError(
-            f"{case}: output of shape {volume.shape} is not on the input grid {tuple(reference.shape[:3])}; "
-            f"the postprocessing must invert the preprocessing."
+class OffGridError(DataError):
+    """An output that does not lie on its input's grid: it must not take the input's header."""
+
+
+def check_on_grid(output, reference: nib.Nifti1Image, case: str, atol: float = 1e-3) -> None:
+    """An output (a MetaTensor after ``Invertd``) lies on its input's grid: same shape and, voxel to world, the same
+    affine (a prediction left in RAS for an LPS input has the input's shape but a flipped affine). Raises
+    ``OffGridError`` naming the case and both values."""
+    shape, expected = spatial_array(output).shape, tuple(reference.shape[:3])
+    hint = "the postprocessing must invert the preprocessing (Invertd) before a file is written"
+    if shape != expected:
+        raise OffGridError(f"case {case}: output of shape {shape} is not on the input grid {expected}; {hint}.")
+    affine = getattr(output, "affine", None)
+    if affine is None:
+        raise OffGridError(f"case {case}: the output carries no affine to check against the input's; {hint}.")
+    affine = np.asarray(torch.as_tensor(affine).detach().cpu(), dtype=float)
+    if not np.allclose(affine, reference.affine, atol=atol, rtol=0):
+        raise OffGridError(
+            f"case {case}: the output's affine differs from the input's, so it would be written flipped or shifted "
+            f"({hint}):\n{np.round(affine, 4)}\nvs the input's\n{np.round(reference.affine, 4)}"
         )
 
 
-def save_like(volume: np.ndarray, reference: nib.Nifti1Image, path: str) -> nib.Nifti1Image:
-    """Saves ``volume`` (on ``reference``'s grid) with ``reference``'s affine and header (qform/sform, orientation,
-    units), in ``volume``'s dtype and without intensity scaling; returns the image written."""
+def like(volume: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
+    """``volume`` (on ``reference``'s grid) with ``reference``'s affine and header (qform/sform, orientation,
+    units), in ``volume``'s dtype and without intensity scaling."""
     header = reference.header.copy()
     header.set_data_dtype(volume.dtype)
     header.set_slope_inter(1.0, 0.0)
-    image = nib.Nifti1Image(volume, reference.affine, header)
-    nib.save(image, path)
+    return nib.Nifti1Image(volume, reference.affine, header)
+
+
+def save_like(volume: np.ndarray, reference: nib.Nifti1Image, path: str) -> nib.Nifti1Image:
+    """Saves ``like(volume, reference)`` to ``path`` atomically; returns the image written."""
+    image = like(volume, reference)
+    with atomic_path(path) as temporary:
+        nib.save(image, temporary)
     return image
 
 
-class PredictionWriter:
+class CaseWriter:
+    """Base of the writers of one output per case: attach to an evaluator; for each case of an iteration it calls
+    ``write(item, case)``. With a ``record`` (``custom_nets.cases.CaseRecord``) a case whose output cannot be written
+    (off its input's grid, a write error) is recorded as skipped with the reason and the others go on; without one the
+    error propagates. Rank 0 only; leftover ``.partial-*`` files of a killed run are removed when the run starts."""
+
+    def __init__(self, output_dir: str, case_key: str = "case", record=None) -> None:
+        self.output_dir = output_dir
+        self.case_key = case_key
+        self.record = record
+        self.logger = logging.getLogger(type(self).__module__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda _: is_main_process() and remove_partials(self.output_dir))
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def write(self, item: dict, case: str) -> str:
+        raise NotImplementedError
+
+    def __call__(self, engine: Engine) -> None:
+        if not is_main_process():
+            return
+        os.makedirs(self.output_dir, exist_ok=True)
+        for item in decollated_items(engine):
+            case = case_name(item, self.case_key)
+            try:
+                path = self.write(item, case)
+            except Exception as error:
+                if self.record is None:
+                    raise
+                self.record.skipped(case, str(error) if isinstance(error, DataError) else f"case {case}: {error!r}")
+                continue
+            if self.record is not None:
+                self.record.written(case)
+            self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")
+
+
+class PredictionWriter(CaseWriter):
     """Attach to an evaluator whose postprocessing leaves in ``pred_key`` the label map already inverted to the
     input's grid (``Invertd``) and mapped to the input's label convention. For each case it writes
-    ``<output_dir>/<case>.nii.gz`` with the header (shape, affine, qform/sform, orientation) of the input file in
-    ``reference_key``, and ``<output_dir>/<case>.png``: axial, coronal and sagittal slices through the tumour's centre
-    with the labels over FLAIR. Rank 0 only.
+    ``<output_dir>/<case>.png`` (axial, coronal and sagittal slices through the tumour's centre with the labels over
+    FLAIR), then ``<output_dir>/<case>.nii.gz`` with the header (shape, affine, qform/sform, orientation) of the input
+    file in ``reference_key``, each atomically; the NIfTI comes last, so a case whose NIfTI exists is complete. A label
+    map whose shape or affine differs from the input's is refused (``check_on_grid``). Rank 0 only.
 
     Args:
         output_dir: where to write.
         label_convention: the convention of the labels in ``pred_key`` (to colour them by class in the PNG).
         pred_key, reference_key, case_key: batch keys of the label map, the reference image path and the case name.
         png: also write the PNG.
+        record: a ``custom_nets.cases.CaseRecord`` to report each case to (see ``CaseWriter``).
     """
 
     def __init__(
@@ -64,34 +124,25 @@ class PredictionWriter:
         reference_key: str = "reference",
         case_key: str = "case",
         png: bool = True,
+        record=None,
     ) -> None:
-        self.output_dir = output_dir
+        super().__init__(output_dir, case_key, record)
         to_canonical(label_convention)  # an unknown convention fails here, not after the first case
         self.label_convention = label_convention
         self.pred_key = pred_key
         self.reference_key = reference_key
-        self.case_key = case_key
         self.png = png
-        self.logger = logging.getLogger(__name__)
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        if not is_main_process():
-            return
-        items = decollated_items(engine)
-        os.makedirs(self.output_dir, exist_ok=True)
-        for item in items:
-            case = case_name(item, self.case_key)
-            reference = nib.load(item[self.reference_key])
-            labels = spatial_array(item[self.pred_key], np.uint8)
-            check_on_grid(labels, reference, case)
-            path = os.path.join(self.output_dir, f"{case}.nii.gz")
-            output = save_like(labels, reference, path)
-            if self.png:
-                self._picture(case, reference, output)
-            self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")
+    def write(self, item: dict, case: str) -> str:
+        reference = nib.load(item[self.reference_key])
+        check_on_grid(item[self.pred_key], reference, case)
+        output = like(spatial_array(item[self.pred_key], np.uint8), reference)
+        if self.png:
+            self._picture(case, reference, output)
+        path = os.path.join(self.output_dir, f"{case}.nii.gz")
+        with atomic_path(path) as temporary:
+            nib.save(output, temporary)
+        return path
 
     def _picture(self, case: str, reference: nib.Nifti1Image, labels: nib.Nifti1Image) -> None:
         flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)

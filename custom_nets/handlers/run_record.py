@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -13,7 +12,8 @@ import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
-from custom_nets.utils import is_main_process
+from custom_nets.composition import parse_command_line
+from custom_nets.utils import is_main_process, write_json
 
 PACKAGES = ("custom_nets", "monai", "torch", "pytorch-ignite", "numpy", "nibabel", "itk", "tensorboard", "fire")
 
@@ -36,21 +36,11 @@ def command_line_config(argv: list[str] | None = None) -> dict | None:
     from fire.parser import DefaultParseValue
 
     argv = sys.argv if argv is None else argv
-    if "run" not in argv:
+    parsed = parse_command_line(argv)
+    if parsed is None or "config_file" not in parsed[1]:
         return None
-    tokens = argv[argv.index("run") + 1 :]
-    overrides, i = {}, 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token.startswith("--"):
-            key, _, value = token[2:].partition("=")
-            if not _ and i + 1 < len(tokens):
-                value, i = tokens[i + 1], i + 1
-            overrides[key] = DefaultParseValue(value)
-        i += 1
-    config_file = overrides.pop("config_file", None)
-    if config_file is None:
-        return None
+    overrides = {key: DefaultParseValue(value) for key, value in parsed[1].items()}
+    config_file = overrides.pop("config_file")
     parser = ConfigParser()
     parser.read_config(config_file)
     for key in ("meta_file", "logging_file", "tracking", "args_file"):
@@ -77,8 +67,6 @@ class RunRecord:
         os.makedirs(self.output_dir, exist_ok=True)
         record = command_line_config() or {"argv": list(sys.argv), "cwd": os.getcwd()}
         record["resolved"] = self.values
-        with open(os.path.join(self.output_dir, "config.json"), "w") as f:
-            json.dump(record, f, indent=4, default=str)
-        with open(os.path.join(self.output_dir, "versions.json"), "w") as f:
-            json.dump(package_versions(), f, indent=4)
+        write_json(os.path.join(self.output_dir, "config.json"), record)
+        write_json(os.path.join(self.output_dir, "versions.json"), package_versions())
         self.logger.info(f"run record written to {self.output_dir}/config.json and versions.json")

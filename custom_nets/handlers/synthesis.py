@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import nibabel as nib
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
 
 from custom_nets.handlers.case_metrics import CaseMetricsWriter
-from custom_nets.handlers.prediction_writer import check_on_grid, save_like, spatial_array
-from custom_nets.handlers.regions import case_name, decollated_items
+from custom_nets.handlers.prediction_writer import CaseWriter, check_on_grid, save_like, spatial_array
 from custom_nets.handlers.snapshot import ValidationSnapshot
 from custom_nets.metrics import SSIM_KERNEL, SSIM_SIGMA
 from custom_nets.transforms import brain_percentile, from_brain_scale
-from custom_nets.utils import is_main_process
 from custom_nets.visualize import compare_volumes
 
 
@@ -47,7 +43,7 @@ class SynthesisSnapshot(ValidationSnapshot):
         compare_volumes(("real", real), ("synthesized", synthesized), path, title)
 
 
-class SynthesisWriter:
+class SynthesisWriter(CaseWriter):
     """Attach to a synthesis evaluator whose postprocessing leaves in ``pred_key`` the synthesized volume, scaled as
     the network saw it (``custom_nets.transforms.ScaleBrainIntensityd``) and already inverted to the input's grid
     (``Invertd``). For each case it writes ``<output_dir>/<case>.nii.gz``, float32, with the header of the file in
@@ -68,6 +64,10 @@ class SynthesisWriter:
             brain mask), the real target's file ("" or absent when there is none) and the case name.
         scale_keys: keys of the recorded scales to fall back on.
         png: also write the PNG.
+        record: a ``custom_nets.cases.CaseRecord`` to report each case to (see ``CaseWriter``).
+
+    The PNG is written first and the NIfTI last, each atomically, so a case whose NIfTI exists is complete; a volume
+    whose shape or affine differs from the reference file's is refused (``check_on_grid``).
     """
 
     def __init__(
@@ -83,18 +83,14 @@ class SynthesisWriter:
         case_key: str = "case",
         scale_keys: tuple[str, ...] = ("label_scale", "image_scale"),
         png: bool = True,
+        record=None,
     ) -> None:
-        self.output_dir = output_dir
+        super().__init__(output_dir, case_key, record)
         self.target_name = target_name
         self.upper, self.b_min, self.b_max = float(upper), float(b_min), float(b_max)
         self.pred_key, self.reference_key, self.target_key = pred_key, reference_key, target_key
-        self.case_key = case_key
         self.scale_keys = tuple(scale_keys)
         self.png = png
-        self.logger = logging.getLogger(__name__)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def _scale(self, item: dict, real: np.ndarray | None) -> float:
         if real is not None:
@@ -104,33 +100,28 @@ class SynthesisWriter:
                 return float(torch.as_tensor(item[key]).flatten()[0])
         raise KeyError(f"none of the scale keys {self.scale_keys} is in the batch and the case has no real target.")
 
-    def __call__(self, engine: Engine) -> None:
-        if not is_main_process():
-            return
-        os.makedirs(self.output_dir, exist_ok=True)
-        for item in decollated_items(engine):
-            case = case_name(item, self.case_key)
-            reference_file = str(item[self.reference_key])
-            reference = nib.load(reference_file)
-            reference_data = np.asanyarray(reference.dataobj).astype(np.float32)
-            brain = reference_data != 0
-            brain = brain.any(axis=3) if brain.ndim == 4 else brain
-            scaled = spatial_array(item[self.pred_key])
-            check_on_grid(scaled, reference, case)
-            target_file = str(item.get(self.target_key) or "")
-            target, real = None, None  # the real target's image and voxels, each file read once
-            if target_file == reference_file:
-                target, real = reference, reference_data
-            elif target_file:
-                target = nib.load(target_file)
-                real = np.asanyarray(target.dataobj).astype(np.float32)
-            synthesized = from_brain_scale(scaled, self._scale(item, real), self.b_min, self.b_max).astype(np.float32)
-            synthesized[~brain] = 0
-            path = os.path.join(self.output_dir, f"{case}.nii.gz")
-            save_like(synthesized, reference, path)
-            if self.png:
-                self._picture(case, synthesized, reference, reference_data, target, real)
-            self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")
+    def write(self, item: dict, case: str) -> str:
+        reference_file = str(item[self.reference_key])
+        reference = nib.load(reference_file)
+        check_on_grid(item[self.pred_key], reference, case)
+        reference_data = np.asanyarray(reference.dataobj).astype(np.float32)
+        brain = reference_data != 0
+        brain = brain.any(axis=3) if brain.ndim == 4 else brain
+        scaled = spatial_array(item[self.pred_key])
+        target_file = str(item.get(self.target_key) or "")
+        target, real = None, None  # the real target's image and voxels, each file read once
+        if target_file == reference_file:
+            target, real = reference, reference_data
+        elif target_file:
+            target = nib.load(target_file)
+            real = np.asanyarray(target.dataobj).astype(np.float32)
+        synthesized = from_brain_scale(scaled, self._scale(item, real), self.b_min, self.b_max).astype(np.float32)
+        synthesized[~brain] = 0
+        if self.png:
+            self._picture(case, synthesized, reference, reference_data, target, real)
+        path = os.path.join(self.output_dir, f"{case}.nii.gz")
+        save_like(synthesized, reference, path)
+        return path
 
     def _picture(self, case: str, synthesized, reference, reference_data, target, real) -> None:
         """The real target (or, without one, the reference input) beside the synthesized volume, in RAS, drawn from

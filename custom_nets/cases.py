@@ -1,0 +1,163 @@
+"""Each case stands alone in a batch run (inference, synthesis inference, evaluation).
+
+- ``GuardedDataset``: a case that cannot be loaded or checked comes back as a failure record naming the case, the
+  file and the reason, instead of raising inside the data loader and ending the run.
+- ``CaseLoader``: passes only the loaded cases on to the engine and reports the failures to a ``CaseRecord``.
+- ``CaseRecord``: what happened to each case (written, skipped with its reason, left as it was), with seconds and the
+  model files' sha256, written atomically as JSON in the output folder; ``finish()`` prints the count and exits
+  non-zero when a case was skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+
+from monai.data import DataLoader, Dataset
+
+from custom_nets.data.datalist import DataError, check_case_grid, check_image_files
+from custom_nets.utils import is_main_process, remove_partials, sha256, write_json
+
+FAILURE_KEY = "failure"
+logger = logging.getLogger(__name__)
+
+
+def _case_of(entry: dict) -> str:
+    return os.path.basename(os.path.normpath(str(entry.get("case", "case"))))
+
+
+def failure_reason(entry: dict, error: Exception) -> str:
+    """The reason a case failed to load, naming its file: a pipeline error that does not name one (``EOFError``
+    from a truncated gzip stream, a NaN found after the modalities were stacked) is traced to the first of the case's
+    files that cannot be read, is not finite or is all zero."""
+    try:
+        check_image_files(entry)
+    except DataError as diagnosed:
+        return str(diagnosed)
+    return f"case {_case_of(entry)}: {type(error).__name__}: {error}"
+
+
+class GuardedDataset(Dataset):
+    """``monai.data.Dataset`` whose items never raise: each entry's headers are checked first (3D volumes, or one 4D
+    image, on one grid; ``check_case_grid``), then ``transform`` runs, and any error becomes
+    ``{"case": ..., "failure": reason}``. Subclassed because MONAI's Dataset lets one bad case end the loader."""
+
+    def _transform(self, index: int):
+        entry = self.data[index]
+        try:
+            check_case_grid(entry)
+        except DataError as error:
+            return {"case": _case_of(entry), FAILURE_KEY: str(error)}
+        try:
+            return super()._transform(index)
+        except Exception as error:  # one bad case must not stop the others
+            return {"case": _case_of(entry), FAILURE_KEY: failure_reason(entry, error)}
+
+
+class CaseRecord:
+    """The run record of a batch run, written to ``<output_dir>/<file_name>`` by ``finish()``::
+
+        {"summary": {"written": 2, "skipped": 1, "left": 0}, "models": {path: sha256},
+         "cases": {"BraTS2021_00000": {"status": "written", "seconds": 1.9}, "BraTS2021_00001": {"status":
+         "skipped", "reason": "case BraTS2021_00001: cannot read .../BraTS2021_00001_flair.nii.gz (EOFError: ...)",
+         "seconds": 0.1}}}
+
+    The seconds of a case are the wall time since the previous case was settled (or the run started): loading,
+    inference, post-processing and writing. A case recorded as skipped stays skipped.
+
+    Args:
+        output_dir: where the record goes (and whose leftover ``.partial-*`` files of a killed run are removed).
+        model_files: checkpoint path(s) to fingerprint.
+        file_name: the record's file name.
+        task: the word the closing line starts with.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        model_files: str | Sequence[str] = (),
+        file_name: str = "inference_summary.json",
+        task: str = "inference",
+    ) -> None:
+        self.output_dir = output_dir
+        self.model_files = [model_files] if isinstance(model_files, str) else list(model_files)
+        self.path = os.path.join(output_dir, file_name)
+        self.task = task
+        self.cases: dict[str, dict] = {}
+        self._mark = time.perf_counter()
+        removed = remove_partials(output_dir) if is_main_process() else []
+        if removed:
+            logger.warning(f"removed {len(removed)} partial file(s) a killed run left in {output_dir}")
+
+    def restart_clock(self) -> None:
+        self._mark = time.perf_counter()
+
+    def _seconds(self) -> float:
+        now = time.perf_counter()
+        seconds, self._mark = now - self._mark, now
+        return round(seconds, 3)
+
+    def written(self, case: str) -> None:
+        if self.cases.get(case, {}).get("status") != "skipped":
+            self.cases[case] = {"status": "written", "seconds": self._seconds()}
+
+    def skipped(self, case: str, reason: str) -> None:
+        self.cases[case] = {"status": "skipped", "reason": reason, "seconds": self._seconds()}
+        logger.error(f"skipping {case}: {reason}")
+
+    def left(self, case: str) -> None:
+        self.cases[case] = {"status": "left as it was", "reason": "its output exists (overwrite is false)"}
+
+    def count(self, status: str) -> int:
+        return sum(entry["status"] == status for entry in self.cases.values())
+
+    def finish(self) -> None:
+        """Writes the record, prints one line of counts (and each skipped case on stderr); exits with 1 if a case
+        was skipped."""
+        if not is_main_process():
+            return
+        written, skipped, left = self.count("written"), self.count("skipped"), self.count("left as it was")
+        write_json(
+            self.path,
+            {
+                "summary": {"written": written, "skipped": skipped, "left": left},
+                "models": {path: sha256(path) for path in self.model_files},
+                "cases": self.cases,
+            },
+        )
+        print(
+            f"{self.task}: {written} case(s) written to {self.output_dir}, {left} left as they were, "
+            f"{skipped} skipped (run record: {self.path})"
+        )
+        for case, entry in self.cases.items():
+            if entry["status"] == "skipped":
+                print(f"  skipped {case}: {entry['reason']}", file=sys.stderr)
+        if skipped:
+            sys.exit(1)
+
+
+class CaseLoader(DataLoader):
+    """``monai.data.DataLoader`` (batch size 1) over a ``GuardedDataset`` that yields only the cases that loaded and
+    records the others in ``record``. Subclassed because a DataLoader yields every item; it has no length, so Ignite
+    counts the epoch's iterations as they come (a fixed length would make it restart the data for the missing ones).
+    """
+
+    def __init__(self, dataset: Dataset, record: CaseRecord, **kwargs) -> None:
+        if kwargs.get("batch_size", 1) != 1:
+            raise ValueError(f"CaseLoader reads one case at a time; got batch_size {kwargs['batch_size']}.")
+        super().__init__(dataset, batch_size=1, **{k: v for k, v in kwargs.items() if k != "batch_size"})
+        self.record = record
+
+    def __len__(self) -> int:
+        raise TypeError("a CaseLoader's length is known only once its cases are read")
+
+    def __iter__(self) -> Iterator[dict]:
+        self.record.restart_clock()
+        for batch in super().__iter__():
+            if FAILURE_KEY in batch:
+                self.record.skipped(str(batch["case"][0]), str(batch[FAILURE_KEY][0]))
+                continue
+            yield batch
