@@ -10,7 +10,7 @@ import torch
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 from custom_nets import Vox2VoxGenerator
-from custom_nets.handlers.brats_metrics import case_metrics, region_metrics, volume_diagonal_mm
+from custom_nets.handlers.brats_metrics import METRICS, MISS_HD95, case_metrics, region_metrics
 from custom_nets.inference import FlipInferer, load_generator
 from custom_nets.transforms import RelabelSmallEnhancingd
 from tests.bundle_helpers import ROOT, TINY, make_synthetic_dataset, run_bundle, write_overrides
@@ -32,22 +32,21 @@ def test_dice_hd95_sensitivity_specificity_known_answers():
     assert m["specificity"] == pytest.approx(1 - 300 / (40**3 - 1000))
     monai_dice = DiceMetric(include_background=True)(pred[None, None], truth[None, None]).item()
     monai_hd = HausdorffDistanceMetric(include_background=True, percentile=95)(pred[None, None], truth[None, None])
-    assert m["dice"] == pytest.approx(monai_dice) and m["hd95"] == pytest.approx(monai_hd.item())
-    assert m["hd95"] == pytest.approx(3.0)
+    assert m["dice"] == pytest.approx(monai_dice) and m["hd95_max_directed"] == pytest.approx(monai_hd.item())
+    assert m["hd95_max_directed"] == pytest.approx(3.0)
     # HD95 is in mm: 2 mm voxels along the shifted axis double it
-    assert region_metrics(pred, truth, (2.0, 1.0, 1.0))["hd95"] == pytest.approx(6.0)
+    assert region_metrics(pred, truth, (2.0, 1.0, 1.0))["hd95_max_directed"] == pytest.approx(6.0)
 
 
 def test_brats_conventions_for_empty_regions():
     empty, truth = torch.zeros(240, 240, 155), cube((240, 240, 155), (100, 100, 70), 8)
     both_empty = region_metrics(empty, empty, (1.0, 1.0, 1.0))
-    assert both_empty == {"dice": 1.0, "hd95": 0.0, "sensitivity": 1.0, "specificity": 1.0}
+    assert both_empty == {"dice": 1.0, "hd95_max_directed": 0.0, "sensitivity": 1.0, "specificity": 1.0}
     missed = region_metrics(empty, truth, (1.0, 1.0, 1.0))
-    assert missed["dice"] == 0.0 and missed["hd95"] == pytest.approx(373.13, abs=0.01) and missed["sensitivity"] == 0
+    assert missed["dice"] == 0.0 and missed["hd95_max_directed"] == MISS_HD95 == 373.0 and missed["sensitivity"] == 0
     false_alarm = region_metrics(truth, empty, (1.0, 1.0, 1.0))
-    assert false_alarm["dice"] == 0.0 and false_alarm["hd95"] == pytest.approx(373.13, abs=0.01)
+    assert false_alarm["dice"] == 0.0 and false_alarm["hd95_max_directed"] == MISS_HD95
     assert false_alarm["sensitivity"] == 1.0 and false_alarm["specificity"] < 1.0
-    assert volume_diagonal_mm((240, 240, 155), (1, 1, 1)) == pytest.approx(373.13, abs=0.01)
 
 
 def test_case_metrics_uses_brats_region_channels():
@@ -123,9 +122,8 @@ def test_evaluating_writes_metrics_summary_and_predictions(trained):
     )
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["case"] for r in rows] == [f"BraTS2021_{i:05d}" for i in range(5)]
-    assert set(rows[0]) == {"case"} | {
-        f"{m}_{r}" for m in ("dice", "hd95", "sensitivity", "specificity") for r in ("WT", "TC", "ET")
-    }
+    assert set(rows[0]) == {"case"} | {f"{m}_{r}" for m in METRICS for r in ("WT", "TC", "ET")}
+    assert {"lesion_dice_ET", "lesion_hd95_ET", "lesion_fp_ET", "nsd_WT", "hd95_max_directed_TC"} <= set(rows[0])
     summary = json.load(open(out / "summary.json"))
     dice_wt = [float(r["dice_WT"]) for r in rows]
     assert summary["num_cases"] == 5 and summary["metrics"]["dice_WT"]["mean"] == pytest.approx(np.mean(dice_wt))
