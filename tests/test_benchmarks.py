@@ -30,6 +30,9 @@ def test_bench_prints_all_training_figures():
         "TFLOP / iteration",
         "share of matmul peak",
         "ours / reference time per iteration",
+        "discriminator update fraction",
+        "allocator kept in-process: ",
+        "throughput, ours / the reference loop in its plain environment: ",
         "data pipeline at the quick config",
     ):
         assert figure in result.stdout, figure

@@ -71,6 +71,7 @@ def models(tmp_path_factory):
     torch.save(Vox2VoxGenerator(4, 4, channels=TINY["generator_channels"]).state_dict(), seg / "model.pt")
     generator = Vox2VoxGenerator(3, 1, channels=TINY["generator_channels"], out_activation="tanh")
     torch.save(generator.state_dict(), syn / "model.pt")
+    (seg / "fold1.pt").write_bytes((seg / "model.pt").read_bytes())  # a second member for an ensemble
     return {"root": root, "data": data, "seg": seg, "syn": syn, "tiny": write_overrides(root / "tiny.json", epochs=1)}
 
 
@@ -98,14 +99,18 @@ def commands(models):
             if configs[0] == "configs/inference.json":
                 overrides["model_files"] = f"['{ckpt_dir / 'model.pt'}']"
             runs.append((name, run_id, [*order, tiny], overrides, proof_file, tuple(order) == configs))
+    ensemble = f"['{models['seg'] / 'model.pt'}','{models['seg'] / 'fold1.pt'}']"
+    out = root / "runs" / "ensemble"
+    overrides = {"dataset_dir": models["data"], "output_dir": out, "ckpt_dir": models["seg"], "model_files": ensemble}
+    runs.append(("ensemble", None, ["configs/inference.json", tiny], overrides, out / "BraTS2021_00000.nii.gz", True))
     return runs
 
 
 def test_every_order_of_every_documented_command_runs_right_or_is_refused(models):
-    model_files = [models["seg"] / "model.pt", models["syn"] / "model.pt"]
+    model_files = [models["seg"] / "model.pt", models["seg"] / "fold1.pt", models["syn"] / "model.pt"]
     before = snapshot(model_files)
     runs = commands(models)
-    assert len(runs) == 2 + 24 + 1 + 2 + 2
+    assert len(runs) == 2 + 24 + 1 + 2 + 2 + 1  # the last: an ensemble of two segmentation models
 
     def run(spec):
         name, run_id, configs, overrides, proof, documented = spec

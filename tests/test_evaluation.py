@@ -109,9 +109,9 @@ def trained(tmp_path_factory):
     return {"root": root, "data": str(data), "overrides": overrides, "model": root / "models" / "model.pt"}
 
 
-def test_evaluating_writes_metrics_summary_and_predictions(trained):
-    out = trained["root"] / "eval"
-    run_bundle(
+def evaluate_every_case(trained, out, **options):
+    """``run evaluating`` of the trained model on every labelled case, predictions saved."""
+    return run_bundle(
         "evaluating",
         ["configs/train.json", "configs/evaluate.json", trained["overrides"]],
         dataset_dir=trained["data"],
@@ -119,7 +119,13 @@ def test_evaluating_writes_metrics_summary_and_predictions(trained):
         output_dir=out,
         eval_datalist="$@datalist",
         save_predictions="true",
+        **options,
     )
+
+
+def test_evaluating_writes_metrics_summary_and_predictions(trained):
+    out = trained["root"] / "eval"
+    evaluate_every_case(trained, out)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["case"] for r in rows] == [f"BraTS2021_{i:05d}" for i in range(5)]
     assert set(rows[0]) == {"case"} | {f"{m}_{r}" for m in METRICS for r in ("WT", "TC", "ET")}
@@ -140,16 +146,7 @@ def test_evaluation_predictions_are_the_files_inference_writes(trained):
     """One definition of the inferer and the label post-processing (inference.json's) serves both runs."""
     evaluation, inference = trained["root"] / "eval_vs_inference", trained["root"] / "inference_vs_eval"
     options = dict(flip_tta="true", et_min_voxels=5, largest_component="true")  # every shared step switched on
-    run_bundle(
-        "evaluating",
-        ["configs/train.json", "configs/evaluate.json", trained["overrides"]],
-        dataset_dir=trained["data"],
-        ckpt_dir=trained["model"].parent,
-        output_dir=evaluation,
-        eval_datalist="$@datalist",
-        save_predictions="true",
-        **options,
-    )
+    evaluate_every_case(trained, evaluation, **options)
     run_bundle(
         None,
         ["configs/inference.json", trained["overrides"]],

@@ -97,7 +97,8 @@ class CaseWriter:
                 continue
             if self.record is not None:
                 self.record.written(case)
-            self.logger.info(f"[{engine.state.iteration}/{engine.state.epoch_length}] {case}: {path}")
+            total = f"/{engine.state.epoch_length}" if engine.state.epoch_length else ""  # unknown until the end
+            self.logger.info(f"[{engine.state.iteration}{total}] {case}: {path}")
 
 
 class PredictionWriter(CaseWriter):
