@@ -364,3 +364,13 @@ def test_training_states_its_data_plan_and_refuses_one_that_cannot_fit(tiny_data
         refused.stderr
     )
     assert "set cache to 'disk'" in refused.stderr and not (tmp_path / "m2").exists()
+
+
+def test_the_disk_plan_counts_the_cache_already_in_its_sub_folders(tmp_path):
+    from custom_nets.data.cache import bytes_under
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "a.pt").write_bytes(b"x" * 1000)
+    (tmp_path / "validate").mkdir()
+    (tmp_path / "validate" / "b.pt").write_bytes(b"x" * 24)
+    assert bytes_under(str(tmp_path)) == 1024  # a resumed run's cache is what is already on the disk

@@ -68,6 +68,11 @@ def bytes_per_case(data: Sequence[dict], transform: Callable) -> int:
     return nbytes(transform(dict(data[0]))) if len(data) else 0
 
 
+def bytes_under(folder: str) -> int:
+    """Bytes of every file below ``folder``, its sub-folders included (the caches sit in ``train/``, ``validate/``)."""
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder) for name in names)
+
+
 def data_plan(
     parts: Mapping[str, tuple[Sequence[dict], Callable]],
     cache: str,
@@ -105,7 +110,7 @@ def data_plan(
     if kind == "disk":
         os.makedirs(cache_dir, exist_ok=True)
         free = shutil.disk_usage(cache_dir).free / GIB
-        present = sum(e.stat().st_size for e in os.scandir(cache_dir) if e.is_file()) / GIB
+        present = bytes_under(cache_dir) / GIB
         if disk - present > free:
             _refuse(
                 f"the disk cache needs {disk:.1f} GiB{share} in {cache_dir} ({present:.1f} GiB already there) but "
