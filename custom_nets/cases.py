@@ -66,7 +66,8 @@ class CaseRecord:
          "seconds": 0.1}}}
 
     The seconds of a case are the wall time since the previous case was settled (or the run started): loading,
-    inference, post-processing and writing. A case recorded as skipped stays skipped.
+    inference, post-processing and writing; a case reported by several writers (metrics, then predictions) adds up
+    their times. A case recorded as skipped stays skipped.
 
     Args:
         output_dir: where the record goes (and whose leftover ``.partial-*`` files of a killed run are removed).
@@ -101,8 +102,10 @@ class CaseRecord:
         return round(seconds, 3)
 
     def written(self, case: str) -> None:
-        if self.cases.get(case, {}).get("status") != "skipped":
-            self.cases[case] = {"status": "written", "seconds": self._seconds()}
+        entry = self.cases.get(case, {})
+        if entry.get("status") != "skipped":
+            seconds = entry.get("seconds", 0.0) if entry.get("status") == "written" else 0.0
+            self.cases[case] = {"status": "written", "seconds": round(seconds + self._seconds(), 3)}
 
     def skipped(self, case: str, reason: str) -> None:
         self.cases[case] = {"status": "skipped", "reason": reason, "seconds": self._seconds()}

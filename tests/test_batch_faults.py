@@ -210,6 +210,11 @@ def test_a_case_recorded_as_skipped_stays_skipped(tmp_path):
     record.written("a")
     record.written("b")
     assert record.cases["a"]["status"] == "skipped" and record.count("written") == 1
+    record.restart_clock()
+    time.sleep(0.05)
+    record.written("c")  # metrics written...
+    record.written("c")  # ...then predictions, a moment later: the case took the time of both
+    assert record.cases["c"]["seconds"] >= 0.05
 
 
 # ---- SIGKILL while writing ------------------------------------------------------------------------------------
