@@ -448,7 +448,10 @@ def run_child(target, args, *extra, env: dict | None = None):
         process.start()
     finally:
         for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
     while True:
         try:
             result = queue.get(timeout=5)

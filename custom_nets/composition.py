@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from custom_nets.utils import refuse
+
 # task -> (run ids, accepted orders of the bundle configs, optional configs)
 RECIPES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...], tuple[str, ...]]] = {
     "training": (("training", "run"), (("train", "synthesis"), ("train",)), ("quick", "multi_gpu_train")),
@@ -105,9 +107,8 @@ def check_composition(run_id: str | None, files: Sequence[str]) -> str:
             f"configs/{core[first_wrong]}.json is out of order (configs merge left to right, later ones override "
             f"earlier ones); {use}."
         )
-    late = [n for n in names if n in optional and names.index(n) == 0]
-    if late:
-        raise CompositionError(f"configs/{late[0]}.json cannot come first; {use}, then configs/{late[0]}.json.")
+    if names[0] in optional:
+        raise CompositionError(f"configs/{names[0]}.json cannot come first; {use}, then configs/{names[0]}.json.")
     if run_id not in run_ids:
         raise CompositionError(
             f"run id '{run_id}' does not run {task}; use {' or '.join(repr(r) for r in run_ids if r != 'run')} "
@@ -129,8 +130,7 @@ def check_command_line(argv: Sequence[str] | None = None) -> str | None:
     try:
         return check_composition(run_id, config_files(options["config_file"]))
     except CompositionError as error:
-        print(f"refused: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        refuse(str(error))
 
 
 def refuse_checkpoint_savers(handlers: Sequence) -> Sequence:
@@ -140,11 +140,8 @@ def refuse_checkpoint_savers(handlers: Sequence) -> Sequence:
 
     savers = [type(h).__name__ for h in handlers or () if isinstance(h, CheckpointSaver)]
     if savers:
-        print(
-            f"refused: the evaluation's handlers hold {savers[0]}, which would rewrite the model it evaluates; the "
-            f"configs are merged in the wrong order (see the README's table of --config_file lists).",
-            file=sys.stderr,
-            flush=True,
+        refuse(
+            f"the evaluation's handlers hold {savers[0]}, which would rewrite the model it evaluates; the configs are "
+            f"merged in the wrong order (see the README's table of --config_file lists)."
         )
-        raise SystemExit(2)
     return handlers

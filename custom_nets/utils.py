@@ -100,3 +100,20 @@ def remove_partials(folder: str) -> list[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(folder, name))
     return left
+
+
+def save_nifti(image, path: str) -> str:
+    """``nibabel.save`` of ``image`` to ``path`` atomically; returns ``path``."""
+    import nibabel as nib
+
+    with atomic_path(path) as temporary:
+        nib.save(image, temporary)
+    return path
+
+
+def refuse(message: str) -> None:
+    """Stops a run before any work: ``refused: <message>`` on stderr and exit code 2."""
+    import sys
+
+    print(f"refused: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)

@@ -19,6 +19,8 @@ import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.data.utils import json_hashing
 
+from custom_nets.utils import refuse
+
 CACHE_KINDS = ("disk", "memory", "none")
 GIB = 1024**3
 logger = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def data_plan(
         f"and {disk:.1f} GiB of disk for the cache"
     )
     if kind == "memory" and memory > float(cache_memory_gib):
-        _refuse(
+        refuse(
             f"the in-memory cache would hold {memory:.1f} GiB{share} ({', '.join(rows)}, cache_rate {cache_rate}), "
             f"more than cache_memory_gib {cache_memory_gib}: set cache to 'disk' (a PersistentDataset in "
             f"cache_dir), lower cache_rate, or raise cache_memory_gib."
@@ -112,15 +114,8 @@ def data_plan(
         free = shutil.disk_usage(cache_dir).free / GIB
         present = bytes_under(cache_dir) / GIB
         if disk - present > free:
-            _refuse(
+            refuse(
                 f"the disk cache needs {disk:.1f} GiB{share} in {cache_dir} ({present:.1f} GiB already there) but "
                 f"its disk has {free:.1f} GiB free: set cache_dir to a larger disk, or cache to 'none'."
             )
     return plan
-
-
-def _refuse(message: str) -> None:
-    import sys
-
-    print(f"refused: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(2)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from tqdm import tqdm
 
-from custom_nets.utils import atomic_path
+from custom_nets.utils import save_nifti
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 BACKGROUND, CSF, GREY, WHITE, NECROSIS, EDEMA, ENHANCING = range(7)
@@ -125,8 +125,7 @@ def _save(array: np.ndarray, affine: np.ndarray, path: str) -> None:
     image.header.set_xyzt_units("mm", "sec")
     image.header.set_qform(affine, code=1)
     image.header.set_sform(affine, code=1)
-    with atomic_path(path) as temporary:
-        nib.save(image, temporary)
+    save_nifti(image, path)
 
 
 def synthesize(

@@ -13,7 +13,7 @@ from ignite.engine import Engine, Events
 from custom_nets.data.conventions import labels_to_classes, to_canonical
 from custom_nets.data.datalist import DataError
 from custom_nets.handlers.regions import case_name, decollated_items
-from custom_nets.utils import atomic_path, is_main_process, remove_partials
+from custom_nets.utils import is_main_process, remove_partials, save_nifti
 from custom_nets.visualize import orthogonal_overlay
 
 
@@ -58,8 +58,7 @@ def like(volume: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
 def save_like(volume: np.ndarray, reference: nib.Nifti1Image, path: str) -> nib.Nifti1Image:
     """Saves ``like(volume, reference)`` to ``path`` atomically; returns the image written."""
     image = like(volume, reference)
-    with atomic_path(path) as temporary:
-        nib.save(image, temporary)
+    save_nifti(image, path)
     return image
 
 
@@ -140,10 +139,7 @@ class PredictionWriter(CaseWriter):
         output = like(spatial_array(item[self.pred_key], np.uint8), reference)
         if self.png:
             self._picture(case, reference, output)
-        path = os.path.join(self.output_dir, f"{case}.nii.gz")
-        with atomic_path(path) as temporary:
-            nib.save(output, temporary)
-        return path
+        return save_nifti(output, os.path.join(self.output_dir, f"{case}.nii.gz"))
 
     def _picture(self, case: str, reference: nib.Nifti1Image, labels: nib.Nifti1Image) -> None:
         flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
