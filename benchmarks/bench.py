@@ -5,6 +5,7 @@
     python benchmarks/bench.py --channels 16,32,64,128 --amp --checkpointing levels
     python benchmarks/bench.py --crop 128 --batch 4 --checkpointing --live_memory --skip_reference --skip_inference
     python benchmarks/bench.py --cache_plan          # bytes per cached BraTS-sized case, projected for BraTS 2021
+    python benchmarks/bench.py --variant paper --skip_reference --skip_data --skip_inference   # the authors' networks
 
 Each measurement runs in a fresh process so that its peak memory is its own: peak resident memory (CPU) or peak
 allocated memory (CUDA). With ``--live_memory`` the CPU figure counts live tensors, as the CUDA one does: the fast
@@ -97,8 +98,8 @@ def build(args, device):
     from custom_nets.losses import FixedWeightGeneralizedDiceLoss
 
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    gen = Vox2VoxGenerator(4, 4, channels=args.channels, use_checkpoint=args.checkpointing)
-    disc = Vox2VoxDiscriminator(4, 4, channels=args.channels, use_checkpoint=args.d_checkpointing)
+    gen = Vox2VoxGenerator(4, 4, channels=args.channels, variant=args.variant, use_checkpoint=args.checkpointing)
+    disc = Vox2VoxDiscriminator(4, 4, channels=args.channels, variant=args.variant, use_checkpoint=args.d_checkpointing)
     gen, disc = gen.to(device, memory_format=memory_format(args)), disc.to(device, memory_format=memory_format(args))
     if args.compile:
         gen, disc = torch.compile(gen), torch.compile(disc)
@@ -468,6 +469,12 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")), default=(64, 128, 256, 512))
+    parser.add_argument(
+        "--variant",
+        choices=("vox2vox", "paper", "reference"),
+        default="vox2vox",
+        help="networks of every training loop (ours and the reference-style one)",
+    )
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--amp", action="store_true")
@@ -530,7 +537,8 @@ def main() -> None:
     peak = matmul_gflops(device)
     print(f"machine: {machine}; torch {torch.__version__}; fp32 matmul {peak:.0f} GFLOP/s")
     print(
-        f"config: crop {args.crop}^3, batch {args.batch}, widths {args.channels}, amp {args.amp} "
+        f"config: crop {args.crop}^3, batch {args.batch}, widths {args.channels}, variant {args.variant}, "
+        f"amp {args.amp} "
         f"({args.amp_dtype or 'default dtype'}), checkpointing G {args.checkpointing} D {args.d_checkpointing}, "
         f"fused Adam {args.fused}, cudnn.benchmark {args.cudnn_benchmark}, channels_last {args.channels_last}, "
         f"compile {args.compile}"

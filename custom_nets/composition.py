@@ -26,8 +26,17 @@ RECIPES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...], tuple[str
         ("quick",),
     ),
     "inference": (("run",), (("inference", "synthesis_inference"), ("inference",)), ("quick",)),
+    "ensembler training": (("training", "run"), (("train", "train_ensembler"),), ("quick",)),
 }
-BUNDLE_CONFIGS = ("train", "synthesis", "evaluate", "synthesis_evaluate", "inference", "synthesis_inference")
+BUNDLE_CONFIGS = (
+    "train",
+    "synthesis",
+    "evaluate",
+    "synthesis_evaluate",
+    "inference",
+    "synthesis_inference",
+    "train_ensembler",
+)
 OPTIONAL_CONFIGS = ("quick", "multi_gpu_train")
 
 
@@ -74,6 +83,8 @@ def _listing(names: Sequence[str]) -> str:
 
 
 def _task_of(names: Sequence[str]) -> str:
+    if "train_ensembler" in names:
+        return "ensembler training"
     if {"inference", "synthesis_inference"} & set(names):
         return "inference"
     if {"evaluate", "synthesis_evaluate"} & set(names):

@@ -37,11 +37,14 @@ SYNTHESIS_EVALUATE = (
         ("evaluating", (*SEGMENTATION_EVALUATE, "configs/multi_gpu_train.json"), "multi_gpu_train.json does not"),
         (None, ("configs/inference.json", "configs/train.json"), "train.json does not belong to inference"),
         ("evaluating", ("configs/evaluate.json",), "train.json is missing"),
+        ("training", ("configs/train.json", "configs/train_ensembler.json", "configs/quick.json"), None),
+        ("training", ("configs/train_ensembler.json", "configs/train.json"), "train_ensembler.json is out of order"),
+        (None, ("configs/inference.json", "configs/train_ensembler.json"), "inference.json does not belong to ensem"),
     ],
 )
 def test_check_composition_accepts_the_documented_lists_and_names_what_is_wrong(run_id, files, message):
     if message is None:
-        assert check_composition(run_id, files) in {"training", "evaluation", "inference"}
+        assert check_composition(run_id, files) in {"training", "evaluation", "inference", "ensembler training"}
     else:
         with pytest.raises(CompositionError, match=message):
             check_composition(run_id, files)
@@ -54,7 +57,28 @@ def test_parse_command_line_reads_run_id_and_options():
     assert parse_command_line(["pytest"]) is None
 
 
-# ---- every order of every documented command, through monai.bundle ---------------------------------------------
+# ---- every order of every documented command ---------------------------------------------------------------------
+
+# (run id, configs in their documented order, the model folder it reads, the output that proves it did its work)
+DOCUMENTED = [
+    ("evaluating", SEGMENTATION_EVALUATE, "seg", "metrics.csv"),
+    ("evaluating", SYNTHESIS_EVALUATE, "syn", "metrics.csv"),
+    (None, ("configs/inference.json",), "seg", "BraTS2021_00000.nii.gz"),
+    (None, ("configs/inference.json", "configs/synthesis_inference.json"), "syn", "BraTS2021_00000.nii.gz"),
+    ("training", ("configs/train.json", "configs/synthesis.json"), None, None),
+    ("training", ("configs/train.json", "configs/train_ensembler.json"), None, None),  # run in test_ensemble
+]
+
+
+def test_every_order_of_every_documented_command_is_accepted_only_as_documented():
+    for run_id, configs, _, _ in DOCUMENTED:
+        for order in itertools.permutations(configs):
+            files = [*order, "configs/quick.json", "my_overrides.json"]
+            if order == configs:
+                check_composition(run_id, files)
+            else:
+                with pytest.raises(CompositionError, match=r"configs/\w+\.json .*list \['configs/"):
+                    check_composition(run_id, files)
 
 
 def snapshot(paths):
@@ -76,29 +100,31 @@ def models(tmp_path_factory):
 
 
 def commands(models):
-    """(name, run id, config list, overrides, the output that proves the run did its work) for every order of the
-    configs of each documented command."""
+    """(name, run id, config list, overrides, the output that proves the run did its work, documented) for each
+    documented command in its order, and, through ``monai.bundle``, one refused order for each config a refused
+    order can end with: the last config's ``initialize`` is the one that runs, so each must refuse. (Every order is
+    checked in-process above.)"""
     root, tiny = models["root"], models["tiny"]
-    documented = [
-        ("evaluating", SEGMENTATION_EVALUATE, models["seg"], "metrics.csv"),
-        ("evaluating", SYNTHESIS_EVALUATE, models["syn"], "metrics.csv"),
-        (None, ("configs/inference.json",), models["seg"], "BraTS2021_00000.nii.gz"),
-        (None, ("configs/inference.json", "configs/synthesis_inference.json"), models["syn"], "BraTS2021_00000.nii.gz"),
-        ("training", ("configs/train.json", "configs/synthesis.json"), None, None),
-    ]
-    runs = []
-    for run_id, configs, ckpt_dir, proof in documented:
+    chosen, refused_last = [], set()
+    for run_id, configs, ckpt, proof in DOCUMENTED:
+        if "configs/train_ensembler.json" in configs:
+            continue
         for order in itertools.permutations(configs):
-            name = f"{run_id}-" + "-".join(os.path.basename(c)[:-5] for c in order)
-            out = root / "runs" / name
-            overrides = {"dataset_dir": models["data"], "output_dir": out}
-            if run_id == "training":
-                overrides["ckpt_dir"], proof_file = root / "trained" / name, root / "trained" / name / "model.pt"
-            else:
-                overrides["ckpt_dir"], proof_file = ckpt_dir, out / proof
-            if configs[0] == "configs/inference.json":
-                overrides["model_files"] = f"['{ckpt_dir / 'model.pt'}']"
-            runs.append((name, run_id, [*order, tiny], overrides, proof_file, tuple(order) == configs))
+            if order == configs or order[-1] not in refused_last:
+                refused_last |= {order[-1]} if order != configs else set()
+                chosen.append((run_id, configs, order, ckpt, proof))
+    runs = []
+    for run_id, configs, order, ckpt, proof in chosen:
+        name = f"{run_id}-" + "-".join(os.path.basename(c)[:-5] for c in order)
+        out = root / "runs" / name
+        overrides = {"dataset_dir": models["data"], "output_dir": out}
+        if run_id == "training":
+            overrides["ckpt_dir"], proof_file = root / "trained" / name, root / "trained" / name / "model.pt"
+        else:
+            overrides["ckpt_dir"], proof_file = models[ckpt], out / proof
+        if configs[0] == "configs/inference.json":
+            overrides["model_files"] = f"['{models[ckpt] / 'model.pt'}']"
+        runs.append((name, run_id, [*order, tiny], overrides, proof_file, order == configs))
     ensemble = f"['{models['seg'] / 'model.pt'}','{models['seg'] / 'fold1.pt'}']"
     out = root / "runs" / "ensemble"
     overrides = {"dataset_dir": models["data"], "output_dir": out, "ckpt_dir": models["seg"], "model_files": ensemble}
@@ -106,11 +132,13 @@ def commands(models):
     return runs
 
 
-def test_every_order_of_every_documented_command_runs_right_or_is_refused(models):
+def test_documented_commands_run_and_wrong_orders_are_refused_before_any_work(models):
     model_files = [models["seg"] / "model.pt", models["seg"] / "fold1.pt", models["syn"] / "model.pt"]
     before = snapshot(model_files)
     runs = commands(models)
-    assert len(runs) == 2 + 24 + 1 + 2 + 2 + 1  # the last: an ensemble of two segmentation models
+    ends = {os.path.basename(configs[-2]) for _, _, configs, _, _, documented in runs if not documented}
+    assert ends == {"train.json", "synthesis.json", "evaluate.json", "synthesis_evaluate.json", "inference.json"}
+    assert sum(documented for *_, documented in runs) == 5 + 1  # the last: an ensemble of two segmentation models
 
     def run(spec):
         name, run_id, configs, overrides, proof, documented = spec

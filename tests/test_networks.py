@@ -60,7 +60,7 @@ def test_discriminator_shapes_and_errors():
         disc(target=torch.randn(1, 1, 24, 32, 32), condition=torch.randn(1, 4, 24, 32, 32))
 
 
-@pytest.mark.parametrize("variant", ["vox2vox", "reference"])
+@pytest.mark.parametrize("variant", ["vox2vox", "paper", "reference"])
 def test_gradient_reaches_every_parameter(variant):
     gen = Vox2VoxGenerator(2, 3, channels=TINY, variant=variant, use_checkpoint=True)
     disc = Vox2VoxDiscriminator(2, 3, channels=TINY, variant=variant)
@@ -71,7 +71,7 @@ def test_gradient_reaches_every_parameter(variant):
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname} got no gradient"
 
 
-@pytest.mark.parametrize("variant", ["vox2vox", "reference"])
+@pytest.mark.parametrize("variant", ["vox2vox", "paper", "reference"])
 @pytest.mark.parametrize("mode", [True, "network", "levels"])
 def test_checkpointing_gives_the_same_outputs_and_gradients_and_scripts(mode, variant):
     torch.manual_seed(0)
@@ -112,7 +112,7 @@ def test_discriminator_checkpointing_gives_the_same_gradients_and_scripts():
     torch.jit.script(ckpt.eval())
 
 
-@pytest.mark.parametrize("variant", ["vox2vox", "reference"])
+@pytest.mark.parametrize("variant", ["vox2vox", "paper", "reference"])
 def test_torchscript_matches_eager(variant):
     net = Vox2VoxGenerator(4, 4, channels=TINY, variant=variant).eval()
     scripted = torch.jit.script(net)

@@ -59,8 +59,11 @@ class UpBlock(nn.Module):
         conv = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False)
         self.model = nn.Sequential(*_layers(conv, out_channels, norm, act, dropout))
 
+    def merge(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h, skip], dim=1)
+
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.model(x), skip], dim=1)
+        return self.merge(self.model(x), skip)
 
 
 class BottleneckBlock(nn.Module):

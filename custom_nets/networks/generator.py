@@ -11,10 +11,19 @@ from torch.utils.checkpoint import checkpoint
 from custom_nets.networks.blocks import BottleneckBlock, DownBlock, OutputBlock, ReferenceBottleneckBlock, UpBlock
 from custom_nets.networks.init import init_pix2pix_weights
 from custom_nets.networks.naming import register_reference_names
+from custom_nets.networks.paper_blocks import (
+    PAPER_ACT,
+    PAPER_NORM,
+    PaperBottleneckBlock,
+    PaperDownBlock,
+    PaperUpBlock,
+    init_he_normal,
+)
 
 __all__ = ["Vox2VoxGenerator"]
 
-VARIANTS = ("vox2vox", "reference")
+VARIANTS = ("vox2vox", "paper", "reference")
+DEFAULT = "default"  # norm, act, up_act: the variant's own
 CHECKPOINTING = ("none", "network", "levels")
 
 
@@ -34,13 +43,26 @@ class Vox2VoxGenerator(nn.Module):
         up1 .. up(N-1)   ConvTranspose3d k4 s2 p1 -> norm -> up_act, concat skip (B, 2*channels[-i-1], ...)
         final            ConvTranspose3d k4 s2 p1 (bias) -> out_activation      (B, out_channels, D, H, W)
 
-    ``variant="vox2vox"`` (default) is the paper's design: every bottleneck block concatenates its input features
+    ``variant="vox2vox"`` (default) is this bundle's design: every bottleneck block concatenates its input features
     with its convolution's output (a real skip connection), so blocks 2..K see ``2*C`` channels and the decoder
     receives ``2*C``. No layer shifts the features: the k4 s2 p1 down- and up-sampling are centred, and the stride-1
     bottleneck convolutions default to an odd kernel (3) with symmetric 'same' padding, since a stride-1 even kernel
-    cannot be centred. ``bottleneck_kernel_size=4`` gives the paper's literal kernel (150,519,812 parameters at
-    4 -> 4 channels, against 83 M with 3); its padding alternates (1, 2) and (2, 1) per block so the half-voxel
-    shifts of the main path cancel pairwise, but each concatenation then joins features half a voxel apart.
+    cannot be centred. ``bottleneck_kernel_size=4`` gives a literal k4 (150,519,812 parameters at 4 -> 4 channels,
+    against 83 M with 3); its padding alternates (1, 2) and (2, 1) per block so the half-voxel shifts of the main
+    path cancel pairwise, but each concatenation then joins features half a voxel apart. Convolutions without bias
+    (a norm follows), norm without affine parameters, LeakyReLU(0.2) down, ReLU up, pix2pix N(0, 0.02) init, dropout
+    in the bottleneck blocks.
+
+    ``variant="paper"`` is the authors' TensorFlow code (github.com/mdciri/Vox2Vox, ``models.py``) layer for layer,
+    with the Keras defaults that decide equality (``custom_nets.networks.paper_blocks``): the last encoder width is
+    the bottleneck's stride-2 convolution (down``N``, with norm and act, no dropout); down1..down(N-1) are Conv3D k4
+    s2 'same' (bias) -> norm (not on down1) -> LeakyReLU(0.3) -> dropout; each bottleneck block computes
+    ``y = Conv3D k4 s1 'same'(x)`` and passes ``concat(act(norm(y)), y)`` on (TensorFlow's 'same' pads one voxel
+    before and two after); up steps are Conv3DTranspose k4 s2 (bias) -> norm -> LeakyReLU(0.3) -> concat skip ->
+    dropout; norms are instance norms with affine parameters and epsilon 1e-3, the weights Keras' ``he_normal``.
+    150,530,052 parameters at 4 -> 4 channels, as the authors' Keras model. The layers are registered in forward
+    order (down1..downN, mid1..midK, up1..up(N-1), final), so a model written from that list can take these weights
+    layer by layer.
 
     ``variant="reference"`` reproduces github.com/chinokenochkan/vox2vox exactly, including its bottleneck, which
     concatenates each block's input with itself and pads one plane at the front of each axis after a k4 p1
@@ -55,14 +77,20 @@ class Vox2VoxGenerator(nn.Module):
         out_channels: number of output channels (e.g. 4 classes, or 1 synthesized volume).
         channels: encoder widths, one per downsampling. Defaults to ``(64, 128, 256, 512)``.
         num_bottleneck: number of bottleneck blocks at the lowest resolution. Defaults to 4.
-        dropout: dropout probability in the bottleneck blocks (active in training only). Defaults to 0.2.
+        dropout: dropout probability (active in training only) in the bottleneck blocks (``"vox2vox"``,
+            ``"reference"``) or after each encoder step but the last and each decoder concatenation (``"paper"``).
+            Defaults to 0.2.
         out_activation: ``"softmax"`` (segmentation), ``"sigmoid"``, ``"tanh"`` or ``None`` (raw output).
-        variant: ``"vox2vox"`` (paper) or ``"reference"`` (public PyTorch code, checkpoint-compatible).
-        norm: MONAI norm spec of every block but the first. Defaults to ``("instance", {"affine": False})``.
-        act: MONAI activation spec of the encoder and bottleneck. Defaults to LeakyReLU(0.2), in place.
-        up_act: MONAI activation spec of the decoder. Defaults to ReLU, in place (no layer's backward needs what
-            an activation overwrites: one activation less kept per block).
-        bottleneck_kernel_size: kernel of the bottleneck convolutions (``variant="vox2vox"`` only). Defaults to 3.
+        variant: ``"vox2vox"`` (this bundle's), ``"paper"`` (the authors' TensorFlow code) or ``"reference"``
+            (the public PyTorch code, checkpoint-compatible).
+        norm: MONAI norm spec of every block but the first; ``"default"``: the variant's,
+            ``("instance", {"affine": False})``, or for ``"paper"`` ``("instance", {"affine": True, "eps": 1e-3})``.
+        act: MONAI activation spec of the encoder and bottleneck; ``"default"``: LeakyReLU(0.2), or 0.3 for
+            ``"paper"``, in place.
+        up_act: MONAI activation spec of the decoder; ``"default"``: ReLU, or LeakyReLU(0.3) for ``"paper"``, in
+            place (no layer's backward needs what an activation overwrites: one activation less kept per block).
+        bottleneck_kernel_size: kernel of the bottleneck convolutions (``variant="vox2vox"`` only; ``"paper"``
+            and ``"reference"`` use 4). Defaults to 3.
         use_checkpoint: activation checkpointing (training only; same outputs and gradients, dropout included):
             ``False``/``"none"``; ``True``/``"network"``: keep only the input and recompute the whole forward when
             the backward pass reaches the generator, so none of its activations are held while the discriminator
@@ -85,9 +113,9 @@ class Vox2VoxGenerator(nn.Module):
         dropout: float = 0.2,
         out_activation: str | None = "softmax",
         variant: str = "vox2vox",
-        norm: str | tuple | None = ("instance", {"affine": False}),
-        act: str | tuple = ("leakyrelu", {"negative_slope": 0.2, "inplace": True}),
-        up_act: str | tuple = ("relu", {"inplace": True}),
+        norm: str | tuple | None = DEFAULT,
+        act: str | tuple = DEFAULT,
+        up_act: str | tuple = DEFAULT,
         bottleneck_kernel_size: int = 3,
         use_checkpoint: bool | str = False,
     ) -> None:
@@ -110,14 +138,26 @@ class Vox2VoxGenerator(nn.Module):
         self.dense_bottleneck = variant == "vox2vox"
         self.size_divisor = 2 ** len(channels)
         # the reference bottleneck loses a plane before its norm: it needs 3 voxels per axis there, not 2
-        self.min_size = (2 if variant == "vox2vox" else 3) * self.size_divisor
+        self.min_size = (3 if variant == "reference" else 2) * self.size_divisor
         width = channels[-1]
+
+        paper = variant == "paper"
+        if norm == DEFAULT:
+            norm = PAPER_NORM if paper else ("instance", {"affine": False})
+        if act == DEFAULT:
+            act = PAPER_ACT if paper else ("leakyrelu", {"negative_slope": 0.2, "inplace": True})
+        if up_act == DEFAULT:
+            up_act = PAPER_ACT if paper else ("relu", {"inplace": True})
 
         self.encoder = nn.ModuleList()
         previous = in_channels
         for i, c in enumerate(channels):
             block_norm = None if i == 0 else norm
-            self.encoder.append(DownBlock(previous, c, block_norm, act))
+            if paper:
+                block_dropout = dropout if i < len(channels) - 1 else 0.0  # the last is the bottleneck's entry
+                self.encoder.append(PaperDownBlock(previous, c, block_norm, act, block_dropout))
+            else:
+                self.encoder.append(DownBlock(previous, c, block_norm, act))
             previous = c
 
         self.bottleneck = nn.ModuleList()
@@ -125,6 +165,8 @@ class Vox2VoxGenerator(nn.Module):
             if variant == "reference":
                 out_c = channels[-2] if i == num_bottleneck - 1 else width
                 self.bottleneck.append(ReferenceBottleneckBlock(width, out_c, norm, act, dropout))
+            elif paper:
+                self.bottleneck.append(PaperBottleneckBlock(width if i == 0 else 2 * width, width, norm, act))
             else:
                 in_c = width if i == 0 else 2 * width
                 self.bottleneck.append(
@@ -132,13 +174,19 @@ class Vox2VoxGenerator(nn.Module):
                 )
 
         self.decoder = nn.ModuleList()
-        previous = 2 * width if variant == "vox2vox" else channels[-2]
+        previous = channels[-2] if variant == "reference" else 2 * width
         for c in reversed(channels[:-1]):
-            self.decoder.append(UpBlock(previous, c, norm, up_act))
+            if paper:
+                self.decoder.append(PaperUpBlock(previous, c, norm, up_act, dropout))
+            else:
+                self.decoder.append(UpBlock(previous, c, norm, up_act))
             previous = 2 * c
         self.final = OutputBlock(previous, out_channels, out_activation)
 
-        init_pix2pix_weights(self)
+        if paper:
+            init_he_normal(self)
+        else:
+            init_pix2pix_weights(self)
         register_reference_names(self, {"encoder": "down", "bottleneck": "mid", "decoder": "up"})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,8 +235,8 @@ class Vox2VoxGenerator(nn.Module):
     @torch.jit.unused
     def _forward_by_level(self, x: torch.Tensor) -> torch.Tensor:
         """``_forward`` with each level checkpointed. A decoder level's segment starts with the concatenation of the
-        previous level's output and its skip, so what is kept between segments is those two tensors, never their
-        concatenated copy."""
+        previous level's output and its skip (``merge``), so what is kept between segments is those two tensors,
+        never their concatenated copy."""
         skips: list[torch.Tensor] = []
         h = x
         for down in self.encoder:
@@ -198,9 +246,10 @@ class Vox2VoxGenerator(nn.Module):
         h = checkpoint(self.decoder[0].model, h, use_reentrant=False)
         heads = [up.model for up in self.decoder[1:]] + [self.final]
         for i, head in enumerate(heads):
-            h = checkpoint(_concat_then, head, h, skips[len(skips) - 2 - i], use_reentrant=False)
+            merge = self.decoder[i].merge  # the concatenation (and the paper's dropout) of the level above
+            h = checkpoint(_merge_then, merge, head, h, skips[len(skips) - 2 - i], use_reentrant=False)
         return h
 
 
-def _concat_then(module: nn.Module, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    return module(torch.cat([h, skip], dim=1))
+def _merge_then(merge, module: nn.Module, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    return module(merge(h, skip))

@@ -1,0 +1,124 @@
+"""Mean against learned ensemble (the Vox2Vox paper's 3x3x3 ensembler) on the demo data, through the bundle's own
+commands, as a user would run them (from ``bundle/``):
+
+    python benchmarks/learned_ensemble.py --data demo/data --out runs/learned_ensemble --epochs 30
+
+1. Fold models k = 1..4 at the quick widths: fold k validates, folds {1..4} minus k train; fold 0 (the demo's
+   held-out cases) is seen by no member (``--train_datalist`` excludes it).
+2. ``configs/train_ensembler.json``: the ensembler trains on the members' outputs for folds 1-4, the members'
+   validation cases (each case seen in training by all members but one, as in the paper, whose ensembler trained
+   on the training set of its ten fold models).
+3. Inference on fold 0 with ``--ensemble mean`` and ``--ensemble learned``; per-region Dice by the BraTS
+   convention (``custom_nets.handlers.brats_metrics.official_metrics``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEMBERS = (1, 2, 3, 4)
+
+
+def bundle(run_id: str | None, configs: list[str], **overrides) -> float:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", *([run_id] if run_id else [])]
+    cmd += ["--config_file", "[" + ",".join(f"'{c}'" for c in configs) + "]"]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", str(value)]
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=os.path.join(ROOT, "bundle"), check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def dice_table(data: str, predictions: str, cases: list[str]) -> dict[str, float]:
+    from custom_nets.data.conventions import labels_to_classes
+    from custom_nets.handlers.brats_metrics import official_metrics
+
+    rows = []
+    for case in cases:
+        truth = nib.load(os.path.join(data, case, f"{case}_seg.nii.gz"))
+        pred = nib.load(os.path.join(predictions, f"{case}.nii.gz"))
+        row = official_metrics(
+            labels_to_classes(np.asarray(pred.dataobj), "brats2021"),
+            labels_to_classes(np.asarray(truth.dataobj), "brats2021"),
+            truth.header.get_zooms()[:3],
+        )
+        rows.append(row)
+    return {r: float(np.mean([row[f"dice_{r}"] for row in rows])) for r in ("WT", "TC", "ET")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="demo/data", help="the demo dataset, with its datalist (5 folds)")
+    parser.add_argument("--out", default="runs/learned_ensemble")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs of each fold model")
+    parser.add_argument("--ensembler_epochs", type=int, default=20)
+    args = parser.parse_args()
+    data, out = os.path.abspath(args.data), os.path.abspath(args.out)
+    datalist = json.load(open(os.path.join(data, "datalist.json")))["training"]
+    held_out = sorted(d["case"] for d in datalist if d["fold"] == 0)
+    quick = ["configs/train.json", "configs/quick.json"]
+    seconds = {}
+    for k in MEMBERS:
+        ckpt = os.path.join(out, "models", f"fold{k}")
+        if not os.path.exists(os.path.join(ckpt, "model.pt")):
+            seconds[f"fold{k}"] = bundle(
+                "training",
+                quick,
+                dataset_dir=data,
+                fold=k,
+                train_datalist="$[d for d in @datalist if d['fold'] not in (0, @fold)]",
+                ckpt_dir=ckpt,
+                output_dir=os.path.join(out, "train", f"fold{k}"),
+                epochs=args.epochs,
+            )
+    seconds["ensembler"] = bundle(
+        "training",
+        ["configs/train.json", "configs/train_ensembler.json", "configs/quick.json"],
+        dataset_dir=data,
+        ckpt_dir=os.path.join(out, "models"),
+        output_dir=os.path.join(out, "train", "ensembler"),
+        ensemble_folds=list(MEMBERS),
+        ensembler_epochs=args.ensembler_epochs,
+    )
+    held_out_dir = os.path.join(out, "held_out")
+    for case in held_out:
+        if not os.path.isdir(os.path.join(held_out_dir, case)):
+            shutil.copytree(os.path.join(data, case), os.path.join(held_out_dir, case))
+    members = "[" + ",".join(f"'{os.path.join(out, 'models', f'fold{k}', 'model.pt')}'" for k in MEMBERS) + "]"
+    results = {}
+    for ensemble in ("mean", "learned"):
+        predictions = os.path.join(out, f"inference_{ensemble}")
+        seconds[ensemble] = bundle(
+            None,
+            ["configs/inference.json", "configs/quick.json"],
+            dataset_dir=held_out_dir,
+            ckpt_dir=os.path.join(out, "models"),
+            model_files=members,
+            ensemble=ensemble,
+            output_dir=predictions,
+            overwrite="true",
+            save_png="false",
+        )
+        results[ensemble] = dice_table(data, predictions, held_out)
+    print(f"\nheld-out fold 0 ({len(held_out)} cases), {len(MEMBERS)} members, mean Dice (BraTS convention)")
+    print(f"{'ensemble':<10}{'WT':>8}{'TC':>8}{'ET':>8}{'seconds':>10}")
+    for ensemble, dice in results.items():
+        print(
+            f"{ensemble:<10}" + "".join(f"{dice[r]:>8.3f}" for r in ("WT", "TC", "ET")) + f"{seconds[ensemble]:>10.1f}"
+        )
+    print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+
+
+if __name__ == "__main__":
+    main()
