@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo
 TORCH_VERSION ?= 2.13.0
+# two pytest workers, one test file each at a time (a file's fixtures are built once): most tests wait on
+# subprocesses that import torch and MONAI, which two workers overlap on two cores
+TEST_WORKERS ?= 2
 
 # glibc hands large freed blocks back to the kernel and faults them in again every iteration; keeping them
 # halves a CPU training step (../shared/REFERENCE.md section 4).
@@ -24,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 demo: setup
 	PYTHON=$(abspath $(PY)) DEMO_DIR=$(abspath $(DEMO_DIR)) bash scripts/demo.sh

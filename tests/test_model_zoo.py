@@ -221,6 +221,7 @@ def test_two_process_training_with_torchrun(tmp_path, task, configs, logged_once
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     cmd = [
         torchrun,
+        "--standalone",  # a free port of its own: tests may run side by side
         "--nproc_per_node=2",
         "-m",
         "monai.bundle",
