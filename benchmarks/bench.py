@@ -13,8 +13,9 @@ allocator setting of the Makefile keeps freed memory resident, which inflates pe
 figures: seconds per iteration and its split (data wait, generator forward/backward, discriminator forward/backward,
 optimizer steps), FLOPs of one iteration counted with ``torch.utils.flop_counter`` and the achieved FLOP/s as a
 share of this machine's measured matmul throughput.
-Inference: one 240x240x155 4-channel case through the bundle's configured inferer and MONAI's plain
-``SlidingWindowInferer(roi 128^3, overlap 0.5)``.
+Inference: one 240x240x155 4-channel case (a brain wider than one 128^3 window along every axis) through the bundle's
+configured inferer and MONAI's plain ``SlidingWindowInferer`` over the whole grid with the configured window's
+settings (roi 128^3, overlap, blending and ``sw_batch_size`` from ``inference.json``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import torch
 from custom_nets.allocator import ENV_SWITCH, keep_freed_memory
 from custom_nets.networks.generator import CHECKPOINTING
 from custom_nets.utils import write_json
+
+BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundle")
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -272,10 +275,11 @@ def train_reference(args, queue):
     )
 
 
-def inference_case(shape=(240, 240, 155), head=(172, 190, 155)):
+def inference_case(shape=(240, 240, 155), head=(172, 190, 172)):
     """A 4-channel synthetic BraTS-like case, z-scored over the brain as the bundle feeds it: a synthetic head drawn in
-    a ``head`` box centred in the BraTS grid, whose brain then spans 140x172x125 voxels (BraTS brains span about
-    140x170x130 of the 240x240x155 grid; the Vox2Vox paper code crops BraTS to 160x192x128)."""
+    a ``head`` box centred in the BraTS grid (cut to the grid where it is taller), whose brain then spans 140x172x138
+    voxels (BraTS brains span about 140x170x130-145 of the 240x240x155 grid; the Vox2Vox paper code crops BraTS to
+    160x192x128): more than one 128^3 window along every axis."""
     import numpy as np
     from monai.transforms import NormalizeIntensity
 
@@ -286,8 +290,10 @@ def inference_case(shape=(240, 240, 155), head=(172, 190, 155)):
     tissue = add_tumour(rng, brain_tissue(rng, head), enhancing=True)
     volumes = torch.from_numpy(np.stack([render(rng, tissue, m) for m in CHANNELS]))
     image = torch.zeros(1, 4, *shape)
-    start = [(s - h) // 2 for s, h in zip(shape, head, strict=True)]
-    image[(0, slice(None), *(slice(a, a + h) for a, h in zip(start, head, strict=True)))] = volumes
+    inside = [min(s, h) for s, h in zip(shape, head, strict=True)]
+    source = tuple(slice((h - n) // 2, (h - n) // 2 + n) for h, n in zip(head, inside, strict=True))
+    target = tuple(slice((s - n) // 2, (s - n) // 2 + n) for s, n in zip(shape, inside, strict=True))
+    image[(0, slice(None), *target)] = volumes[(slice(None), *source)]
     return NormalizeIntensity(nonzero=True, channel_wise=True)(image[0]).as_tensor()[None]
 
 
@@ -296,7 +302,7 @@ def configured_inferer(device: str, roi_size=None):
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config("bundle/configs/inference.json")
+    parser.read_config(os.path.join(BUNDLE, "configs/inference.json"))
     parser["device"] = f"$torch.device('{device}')"
     if roi_size is not None:
         parser["roi_size"] = [roi_size] * 3
@@ -304,9 +310,20 @@ def configured_inferer(device: str, roi_size=None):
 
 
 def plain_inferer(roi_size: int = 128):
+    """MONAI's ``SlidingWindowInferer`` over the whole grid with the configured window's blending, overlap and
+    ``sw_batch_size`` (``inference.json``): it differs from the configured inferer only by the brain-box crop."""
+    from monai.bundle import ConfigParser
     from monai.inferers import SlidingWindowInferer
 
-    return SlidingWindowInferer(roi_size=roi_size, overlap=0.5)
+    parser = ConfigParser()
+    parser.read_config(os.path.join(BUNDLE, "configs/inference.json"))
+    window = parser["sliding_window"]
+    return SlidingWindowInferer(
+        roi_size=roi_size,
+        overlap=parser["overlap"],
+        mode=window["mode"],
+        sw_batch_size=parser["sw_batch_size"],
+    )
 
 
 def infer(args, queue, plain: bool):
@@ -344,14 +361,16 @@ def validation_dice(args, queue, plain: bool):
 def _validation_dice(args, plain: bool, output_dir: str) -> dict:
     from monai.bundle import ConfigParser
 
+    dataset_dir, model_file = os.path.abspath(args.dice_data), os.path.abspath(args.dice_model)
+    os.chdir(BUNDLE)  # evaluate.json takes inference.json's ids by a path relative to the bundle (this child only)
     parser = ConfigParser()
-    parser.read_config(["bundle/configs/train.json", "bundle/configs/evaluate.json", "bundle/configs/quick.json"])
+    parser.read_config(["configs/train.json", "configs/evaluate.json", "configs/quick.json"])
     roi = parser["roi_size"][0]
     parser.update(
         {
-            "bundle_root": "bundle",
-            "dataset_dir": args.dice_data,
-            "model_file": args.dice_model,
+            "bundle_root": BUNDLE,
+            "dataset_dir": dataset_dir,
+            "model_file": model_file,
             "output_dir": output_dir,
             "device": f"$torch.device('{args.device}')",
             "validate#handlers": [
@@ -360,13 +379,14 @@ def _validation_dice(args, plain: bool, output_dir: str) -> dict:
         }
     )
     parser["validate#preprocessing#transforms"] = (
-        "$@train#deterministic_transforms[:7] + [monai.transforms.SpatialPadd(['image', 'label'], [240, 240, 155])]"
+        "$@train#load_transforms + [monai.transforms.SpatialPadd(['image', 'label'], [240, 240, 155]), "
+        "@train#normalize]"
     )
     evaluator = parser.get_parsed_content("validate#evaluator")
     evaluator.inferer = plain_inferer(roi) if plain else configured_inferer(args.device, roi)
     start = time.perf_counter()
     evaluator.run()
-    seconds = (time.perf_counter() - start) / len(evaluator.data_loader)
+    seconds = (time.perf_counter() - start) / evaluator.state.iteration
     with open(f"{output_dir}/summary.json") as f:
         metrics = json.load(f)["metrics"]
     return {"seconds_per_case": seconds, **{f"dice_{r}": metrics[f"dice_{r}"]["mean"] for r in ("WT", "TC", "ET")}}
@@ -395,10 +415,10 @@ def _data_pipeline(args, scratch: str) -> dict:
         synthesize(data_dir, num_cases=10, seed=0, progress=False)
         write_datalist(data_dir, num_folds=5, seed=0, verify=False)
     parser = ConfigParser()
-    parser.read_config(["bundle/configs/train.json", "bundle/configs/quick.json"])
+    parser.read_config([os.path.join(BUNDLE, "configs/train.json"), os.path.join(BUNDLE, "configs/quick.json")])
     parser.update(
         {
-            "bundle_root": "bundle",
+            "bundle_root": BUNDLE,
             "dataset_dir": data_dir,
             "output_dir": scratch,
             "ckpt_dir": scratch,
