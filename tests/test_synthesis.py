@@ -281,3 +281,21 @@ def test_synthesis_evaluation_on_the_decathlon_layout(synthesis_run, tmp_path):
     assert pred.shape == image.shape[:3] and np.allclose(pred.affine, image.affine)
     flair = np.asanyarray(image.dataobj)[..., 0]
     assert 0 < pred.get_fdata().max() <= brain_percentile(flair, 99.5) * 1.0001  # the FLAIR channel's scale
+
+
+def test_any_target_trains_from_the_other_three_into_its_own_folder(tmp_path):
+    """``--target_modality t1ce``: FLAIR, T1 and T2 in, checkpoints in ``models/synthesis/t1ce/``, and inference with
+    the same option reads that model and needs no T1ce file."""
+    data = make_synthetic_dataset(tmp_path / "data", num_cases=4, seed=13, num_folds=2)
+    tiny = write_overrides(tmp_path / "tiny.json", epochs=1)
+    common = {"dataset_dir": data, "bundle_root": tmp_path, "target_modality": "t1ce"}
+    run_bundle("training", [*SYNTHESIS_TRAIN, tiny], **common)
+    model = tmp_path / "models" / "synthesis" / "t1ce" / "model.pt"
+    assert torch.load(model, weights_only=True)["down1.model.0.weight"].shape[1] == 3
+    assert (tmp_path / "runs" / "synthesis" / "t1ce" / "config.json").exists()
+    case = "BraTS2021_00000"
+    os.remove(os.path.join(data, case, f"{case}_t1ce.nii.gz"))  # the target need not exist for inference
+    out = tmp_path / "synthesized_t1ce"
+    run_bundle(None, [*SYNTHESIS_INFERENCE, tiny], output_dir=out, save_png="false", **common)
+    assert (out / f"{case}.nii.gz").exists()
+    assert list(json.loads((out / "inference_summary.json").read_text())["models"]) == [str(model)]

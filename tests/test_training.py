@@ -22,11 +22,13 @@ from tests.bundle_helpers import BUNDLE, ROOT, bundle_command, make_synthetic_da
 TINY = (4, 8, 16, 32)
 
 
-def make_trainer(d_threshold=0.8, epochs=1, n=4, criterion="least_squares", amp=False, lambda_voxel=5.0, **kwargs):
+def make_trainer(
+    d_threshold=0.8, epochs=1, n=4, criterion="least_squares", amp=False, lambda_voxel=5.0, size=32, **kwargs
+):
     set_determinism(0)
-    x = torch.randn(n, 4, 32, 32, 32)
-    labels = torch.randint(0, 4, (n, 1, 32, 32, 32))
-    y = torch.zeros(n, 4, 32, 32, 32).scatter_(1, labels, 1.0)
+    x = torch.randn(n, 4, size, size, size)
+    labels = torch.randint(0, 4, (n, 1, size, size, size))
+    y = torch.zeros(n, 4, size, size, size).scatter_(1, labels, 1.0)
     loader = DataLoader([{"image": x[i], "label": y[i]} for i in range(n)], batch_size=1)
     gen, disc = Vox2VoxGenerator(4, 4, channels=TINY), Vox2VoxDiscriminator(4, 4, channels=TINY)
     return ConditionalGanTrainer(
@@ -130,7 +132,8 @@ def test_output_keys_and_generator_learns():
 
 @pytest.mark.parametrize("criterion", ["bce", "least_squares"])
 def test_amp_and_criteria_at_tiny_size(criterion):
-    trainer = make_trainer(n=1, criterion=criterion, amp=True, d_threshold=1.0)
+    # 48^3, not 32^3: an instance norm over the 2^3 voxels of the smallest maps gave a bf16 NaN once in five runs
+    trainer = make_trainer(n=1, criterion=criterion, amp=True, d_threshold=1.0, size=48)
     assert not trainer.scaler.is_enabled()  # CPU: bf16 autocast needs no scaler
     trainer.run()
     assert np.isfinite(float(trainer.state.output["g_loss"])) and trainer.state.output["d_updated"] == 1.0
