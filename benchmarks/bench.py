@@ -33,6 +33,7 @@ import torch
 
 from custom_nets.allocator import ENV_SWITCH, keep_freed_memory
 from custom_nets.networks.generator import CHECKPOINTING
+from custom_nets.networks.variants import VARIANTS
 from custom_nets.utils import write_json
 
 BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundle")
@@ -491,7 +492,7 @@ def main() -> None:
     parser.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")), default=(64, 128, 256, 512))
     parser.add_argument(
         "--variant",
-        choices=("vox2vox", "paper", "reference"),
+        choices=VARIANTS,
         default="vox2vox",
         help="networks of every training loop (ours and the reference-style one)",
     )

@@ -11,6 +11,7 @@ from monai.config import KeysCollection
 from monai.transforms import Ensembled
 from monai.transforms.post.array import Ensemble
 from monai.transforms.transform import Transform
+from monai.utils import ensure_tuple
 
 from custom_nets.networks.ensembler import LearnedEnsembler
 
@@ -81,6 +82,5 @@ class LearnedEnsembled(Ensembled):
         output_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        members = [keys] if isinstance(keys, str) else list(keys)
-        ensembler = load_ensembler(model_file, len(members), num_classes, device)
+        ensembler = load_ensembler(model_file, len(ensure_tuple(keys)), num_classes, device)
         super().__init__(keys, LearnedEnsemble(ensembler), output_key, allow_missing_keys)

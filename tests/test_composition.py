@@ -110,9 +110,11 @@ def commands(models):
         if "configs/train_ensembler.json" in configs:
             continue
         for order in itertools.permutations(configs):
-            if order == configs or order[-1] not in refused_last:
-                refused_last |= {order[-1]} if order != configs else set()
-                chosen.append((run_id, configs, order, ckpt, proof))
+            if order != configs:
+                if order[-1] in refused_last:
+                    continue
+                refused_last.add(order[-1])
+            chosen.append((run_id, configs, order, ckpt, proof))
     runs = []
     for run_id, configs, order, ckpt, proof in chosen:
         name = f"{run_id}-" + "-".join(os.path.basename(c)[:-5] for c in order)

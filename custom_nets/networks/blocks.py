@@ -12,14 +12,17 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
 
-def _layers(conv: nn.Module, out_channels: int, norm: str | tuple | None, act: str | tuple, dropout: float) -> list:
-    layers = [conv]
-    if norm is not None:
-        layers.append(get_norm_layer(name=norm, spatial_dims=3, channels=out_channels))
+def norm_act_layers(out_channels: int, norm: str | tuple | None, act: str | tuple, dropout: float = 0.0) -> list:
+    """What follows every convolution of these networks: [norm] -> act -> [dropout]."""
+    layers = [] if norm is None else [get_norm_layer(name=norm, spatial_dims=3, channels=out_channels)]
     layers.append(get_act_layer(act))
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     return layers
+
+
+def _layers(conv: nn.Module, out_channels: int, norm: str | tuple | None, act: str | tuple, dropout: float) -> list:
+    return [conv, *norm_act_layers(out_channels, norm, act, dropout)]
 
 
 class DownBlock(nn.Module):

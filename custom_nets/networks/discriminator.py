@@ -11,12 +11,10 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch.utils.checkpoint import checkpoint
 
 from custom_nets.networks.init import init_pix2pix_weights
-from custom_nets.networks.paper_blocks import PAPER_ACT, PAPER_NORM, Conv3dSame, init_he_normal
+from custom_nets.networks.paper_blocks import Conv3dSame, init_he_normal
+from custom_nets.networks.variants import DEFAULT, check_variant, variant_spec
 
 __all__ = ["Vox2VoxDiscriminator"]
-
-VARIANTS = ("vox2vox", "paper", "reference")
-DEFAULT = "default"  # norm, act: the variant's own
 
 
 class Vox2VoxDiscriminator(nn.Module):
@@ -78,13 +76,9 @@ class Vox2VoxDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.use_checkpoint = use_checkpoint
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
-        paper = variant == "paper"
-        if norm == DEFAULT:
-            norm = PAPER_NORM if paper else ("instance", {"affine": False})
-        if act == DEFAULT:
-            act = PAPER_ACT if paper else ("leakyrelu", {"negative_slope": 0.2, "inplace": True})
+        paper = check_variant(variant) == "paper"
+        norm = variant_spec(variant, "norm", norm)
+        act = variant_spec(variant, "act", act)
         self.condition_channels = condition_channels
         self.target_channels = target_channels
         self.size_divisor = 2 ** (len(channels) - 1 if paper else len(channels))

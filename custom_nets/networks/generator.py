@@ -11,19 +11,11 @@ from torch.utils.checkpoint import checkpoint
 from custom_nets.networks.blocks import BottleneckBlock, DownBlock, OutputBlock, ReferenceBottleneckBlock, UpBlock
 from custom_nets.networks.init import init_pix2pix_weights
 from custom_nets.networks.naming import register_reference_names
-from custom_nets.networks.paper_blocks import (
-    PAPER_ACT,
-    PAPER_NORM,
-    PaperBottleneckBlock,
-    PaperDownBlock,
-    PaperUpBlock,
-    init_he_normal,
-)
+from custom_nets.networks.paper_blocks import PaperBottleneckBlock, PaperDownBlock, PaperUpBlock, init_he_normal
+from custom_nets.networks.variants import DEFAULT, check_variant, variant_spec
 
 __all__ = ["Vox2VoxGenerator"]
 
-VARIANTS = ("vox2vox", "paper", "reference")
-DEFAULT = "default"  # norm, act, up_act: the variant's own
 CHECKPOINTING = ("none", "network", "levels")
 
 
@@ -120,8 +112,7 @@ class Vox2VoxGenerator(nn.Module):
         use_checkpoint: bool | str = False,
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+        check_variant(variant)
         channels = tuple(int(c) for c in channels)
         if len(channels) < 2:
             raise ValueError(f"channels needs at least two encoder widths, got {channels}.")
@@ -142,12 +133,9 @@ class Vox2VoxGenerator(nn.Module):
         width = channels[-1]
 
         paper = variant == "paper"
-        if norm == DEFAULT:
-            norm = PAPER_NORM if paper else ("instance", {"affine": False})
-        if act == DEFAULT:
-            act = PAPER_ACT if paper else ("leakyrelu", {"negative_slope": 0.2, "inplace": True})
-        if up_act == DEFAULT:
-            up_act = PAPER_ACT if paper else ("relu", {"inplace": True})
+        norm = variant_spec(variant, "norm", norm)
+        act = variant_spec(variant, "act", act)
+        up_act = variant_spec(variant, "up_act", up_act)
 
         self.encoder = nn.ModuleList()
         previous = in_channels

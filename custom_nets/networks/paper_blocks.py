@@ -11,11 +11,9 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
-# Keras' defaults, the paper variant's norm and activation specs
-PAPER_NORM = ("instance", {"affine": True, "eps": 1e-3})
-PAPER_ACT = ("leakyrelu", {"negative_slope": 0.3, "inplace": True})
+from custom_nets.networks.blocks import norm_act_layers
+from custom_nets.networks.variants import PAPER_ACT, PAPER_NORM
 
 
 def tf_same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
@@ -51,11 +49,6 @@ class Conv3dSame(nn.Conv3d):
         return F.conv3d(F.pad(x, pad), self.weight, self.bias, self.stride)
 
 
-def _norm_act(channels: int, norm: str | tuple | None, act: str | tuple) -> list[nn.Module]:
-    layers = [] if norm is None else [get_norm_layer(name=norm, spatial_dims=3, channels=channels)]
-    return layers + [get_act_layer(act)]
-
-
 class PaperDownBlock(nn.Module):
     """Encoder step ``encoder_step``: Conv3D(k4, s2, 'same', bias) -> [norm] -> act -> [dropout]; the bottleneck's
     first (stride-2) convolution is this block without dropout."""
@@ -69,10 +62,8 @@ class PaperDownBlock(nn.Module):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        layers = [Conv3dSame(in_channels, out_channels, 4, stride=2), *_norm_act(out_channels, norm, act)]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        self.model = nn.Sequential(*layers)
+        conv = Conv3dSame(in_channels, out_channels, 4, stride=2)
+        self.model = nn.Sequential(conv, *norm_act_layers(out_channels, norm, act, dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -92,7 +83,7 @@ class PaperBottleneckBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = Conv3dSame(in_channels, out_channels, 4, stride=1)
-        self.norm_act = nn.Sequential(*_norm_act(out_channels, norm, act))
+        self.norm_act = nn.Sequential(*norm_act_layers(out_channels, norm, act))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
@@ -114,7 +105,7 @@ class PaperUpBlock(nn.Module):
     ) -> None:
         super().__init__()
         conv = nn.ConvTranspose3d(in_channels, out_channels, kernel_size=4, stride=2, padding=1)
-        self.model = nn.Sequential(conv, *_norm_act(out_channels, norm, act))
+        self.model = nn.Sequential(conv, *norm_act_layers(out_channels, norm, act))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def merge(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
