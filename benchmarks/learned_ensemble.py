@@ -18,26 +18,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 
 import nibabel as nib
 import numpy as np
+from bundle_runs import bundle
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEMBERS = (1, 2, 3, 4)
-
-
-def bundle(run_id: str | None, configs: list[str], **overrides) -> float:
-    cmd = [sys.executable, "-m", "monai.bundle", "run", *([run_id] if run_id else [])]
-    cmd += ["--config_file", "[" + ",".join(f"'{c}'" for c in configs) + "]"]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", str(value)]
-    print("$ " + " ".join(cmd[1:]), flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=os.path.join(ROOT, "bundle"), check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def dice_table(data: str, predictions: str, cases: list[str]) -> dict[str, float]:

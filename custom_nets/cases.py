@@ -22,6 +22,7 @@ from custom_nets.data.datalist import DataError, check_case_grid, check_image_fi
 from custom_nets.utils import is_main_process, remove_partials, sha256, write_json
 
 FAILURE_KEY = "failure"
+DICOM_KEY = "dicom"
 logger = logging.getLogger(__name__)
 
 
@@ -41,20 +42,43 @@ def failure_reason(entry: dict, error: Exception) -> str:
 
 
 class GuardedDataset(Dataset):
-    """``monai.data.Dataset`` whose items never raise: each entry's headers are checked first (3D volumes, or one 4D
-    image, on one grid; ``check_case_grid``), then ``transform`` runs, and any error becomes
+    """``monai.data.Dataset`` whose items never raise: a DICOM case is converted first (``prepare_dicom``), each
+    entry's headers are checked (3D volumes, or one 4D image, on one grid; ``check_case_grid``), then ``transform``
+    runs, and any error becomes
     ``{"case": ..., "failure": reason}``. Subclassed because MONAI's Dataset lets one bad case end the loader."""
 
     def _transform(self, index: int):
         entry = self.data[index]
         try:
+            if DICOM_KEY in entry:
+                entry = prepare_dicom(entry)
             check_case_grid(entry)
         except DataError as error:
             return {"case": _case_of(entry), FAILURE_KEY: str(error)}
+        except Exception as error:  # ITK or GDCM failing on a series
+            return {"case": _case_of(entry), FAILURE_KEY: f"case {_case_of(entry)}: DICOM conversion: {error!r}"}
         try:
-            return super()._transform(index)
+            return self.transform(entry)  # as Dataset._transform, on the prepared entry
         except Exception as error:  # one bad case must not stop the others
             return {"case": _case_of(entry), FAILURE_KEY: failure_reason(entry, error)}
+
+
+def prepare_dicom(entry: dict) -> dict:
+    """A DICOM case's entry made readable: its series converted to the NIfTI files its ``image`` names (see
+    ``custom_nets.dicom.convert_case``); ``dicom_series`` holds the reference series' folder for the DICOM outputs."""
+    from custom_nets.dicom.convert import convert_case
+
+    plan = entry[DICOM_KEY]
+    _, series_dir = convert_case(
+        entry["case"],
+        plan["folder"],
+        plan["modalities"],
+        plan["reference"],
+        plan["work_dir"],
+        plan.get("rules"),
+        plan.get("mapping_file") or "modalities.json",
+    )
+    return {**{k: v for k, v in entry.items() if k != DICOM_KEY}, "dicom_series": series_dir}
 
 
 class CaseRecord:
@@ -67,7 +91,8 @@ class CaseRecord:
 
     The seconds of a case are the wall time since the previous case was settled (or the run started): loading,
     inference, post-processing and writing; a case reported by several writers (metrics, then predictions) adds up
-    their times. A case recorded as skipped stays skipped.
+    their times. A case recorded as skipped stays skipped. ``note(case, **fields)`` adds fields to a case's entry
+    (e.g. which sequence was synthesized for it).
 
     Args:
         output_dir: where the record goes (and whose leftover ``.partial-*`` files of a killed run are removed).
@@ -88,6 +113,7 @@ class CaseRecord:
         self.path = os.path.join(output_dir, file_name)
         self.task = task
         self.cases: dict[str, dict] = {}
+        self.notes: dict[str, dict] = {}
         self._mark = time.perf_counter()
         removed = remove_partials(output_dir) if is_main_process() else []
         if removed:
@@ -111,6 +137,12 @@ class CaseRecord:
         self.cases[case] = {"status": "skipped", "reason": reason, "seconds": self._seconds()}
         logger.error(f"skipping {case}: {reason}")
 
+    def note(self, case: str, **fields) -> None:
+        self.notes.setdefault(case, {}).update(fields)
+
+    def is_skipped(self, case: str) -> bool:
+        return self.cases.get(case, {}).get("status") == "skipped"
+
     def left(self, case: str) -> None:
         self.cases[case] = {"status": "left as it was", "reason": "its output exists (overwrite is false)"}
 
@@ -128,7 +160,7 @@ class CaseRecord:
             {
                 "summary": {"written": written, "skipped": skipped, "left": left},
                 "models": {path: sha256(path) for path in self.model_files},
-                "cases": self.cases,
+                "cases": {case: {**entry, **self.notes.get(case, {})} for case, entry in self.cases.items()},
             },
         )
         print(

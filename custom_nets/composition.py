@@ -25,7 +25,11 @@ RECIPES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...], tuple[str
         (("train", "synthesis", "evaluate", "synthesis_evaluate"), ("train", "evaluate")),
         ("quick",),
     ),
-    "inference": (("run",), (("inference", "synthesis_inference"), ("inference",)), ("quick",)),
+    "inference": (
+        ("run",),
+        (("inference", "synthesis_inference"), ("inference", "missing_modality_inference"), ("inference",)),
+        ("quick",),
+    ),
     "ensembler training": (("training", "run"), (("train", "train_ensembler"),), ("quick",)),
 }
 BUNDLE_CONFIGS = (
@@ -35,6 +39,7 @@ BUNDLE_CONFIGS = (
     "synthesis_evaluate",
     "inference",
     "synthesis_inference",
+    "missing_modality_inference",
     "train_ensembler",
 )
 OPTIONAL_CONFIGS = ("quick", "multi_gpu_train")
@@ -85,7 +90,7 @@ def _listing(names: Sequence[str]) -> str:
 def _task_of(names: Sequence[str]) -> str:
     if "train_ensembler" in names:
         return "ensembler training"
-    if {"inference", "synthesis_inference"} & set(names):
+    if {"inference", "synthesis_inference", "missing_modality_inference"} & set(names):
         return "inference"
     if {"evaluate", "synthesis_evaluate"} & set(names):
         return "evaluation"

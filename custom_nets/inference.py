@@ -6,14 +6,14 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
-from custom_nets.cases import CaseRecord
+from custom_nets.cases import DICOM_KEY, CaseRecord
 from custom_nets.data.conventions import CHANNELS
 from custom_nets.data.datalist import DataError, scan_dataset
 
@@ -33,6 +33,11 @@ class CaseSelection:
     exist) and ``target`` the synthesized one, whose file, when a case has it, is recorded for the real-vs-synthesized
     picture and its intensity scale.
 
+    A case folder of DICOM files (series in sub-folders or mixed) is a DICOM case: its series are named by modality
+    (``dicom_mapping_file`` in the case folder, else ``dicom_rules`` on SeriesDescription; see
+    ``custom_nets.dicom.series``) and converted as the case loads onto the grid of the ``dicom_reference`` modality's
+    series (default: the first input modality) into ``<output_dir>/dicom_inputs/<case>/``.
+
     Attributes:
         entries: datalist entries (``case``, ``image``, ``reference`` = the file whose header outputs copy, and for
             synthesis ``target``: the real target's file or "").
@@ -50,15 +55,19 @@ class CaseSelection:
         target: str | None = None,
         model_files: str | Sequence[str] = (),
         record_file: str = "inference_summary.json",
+        dicom_rules: Mapping[str, str] | None = None,
+        dicom_reference: str | None = None,
+        dicom_mapping_file: str = "modalities.json",
     ) -> None:
         self.output_dir = output_dir
         self.record = CaseRecord(output_dir, model_files, record_file, task="inference")
         problems: list[tuple[str, str]] = []
         modalities = [str(m).lower() for m in modalities] if modalities else None
-        unknown = [m for m in (modalities or []) + ([str(target).lower()] if target else []) if m not in CHANNELS]
+        named = (modalities or []) + [str(m).lower() for m in (target, dicom_reference) if m]
+        unknown = [m for m in named + [str(m).lower() for m in dicom_rules or {}] if m not in CHANNELS]
         if unknown:
             raise ValueError(f"unknown modalities {unknown}; expected names among {list(CHANNELS)}.")
-        layout, cases = scan_dataset(dataset_dir, problems=problems, required=modalities or CHANNELS)
+        layout, cases = scan_dataset(dataset_dir, problems=problems, required=modalities or CHANNELS, dicom=True)
         if modalities and layout.name == "decathlon":
             raise DataError(
                 f"{dataset_dir}: synthesis inference reads one file per modality, but the Decathlon layout holds one "
@@ -67,20 +76,32 @@ class CaseSelection:
         self.label_convention = layout.label_convention
         self.entries, existing = [], []
         for entry in cases:
-            if modalities:
-                all_files = entry["image"]
-                entry = {**entry, "image": [all_files[CHANNELS.index(m)] for m in modalities]}
-                if target:
-                    entry["target"] = all_files[CHANNELS.index(str(target).lower())] or ""
             if not overwrite and os.path.exists(os.path.join(output_dir, f"{entry['case']}.nii.gz")):
                 existing.append(entry["case"])
                 self.record.left(entry["case"])
                 continue
+            if DICOM_KEY in entry:
+                plan = {
+                    "folder": entry[DICOM_KEY],
+                    "modalities": list(modalities or CHANNELS),
+                    "reference": str(dicom_reference or (modalities or CHANNELS)[0]).lower(),
+                    "work_dir": os.path.join(output_dir, "dicom_inputs", entry["case"]),
+                    "rules": dict(dicom_rules) if dicom_rules else None,
+                    "mapping_file": dicom_mapping_file,
+                }
+                files = [os.path.join(plan["work_dir"], f"{entry['case']}_{m}.nii.gz") for m in plan["modalities"]]
+                entry = {"case": entry["case"], "image": files, DICOM_KEY: plan, **({"target": ""} if target else {})}
+            elif modalities:
+                all_files = entry["image"]
+                entry = {**entry, "image": [all_files[CHANNELS.index(m)] for m in modalities]}
+                if target:
+                    entry["target"] = all_files[CHANNELS.index(str(target).lower())] or ""
             image = entry["image"]
             reference = image[0] if isinstance(image, list) else image
             selected = {"case": entry["case"], "image": image, "reference": reference}
-            if "target" in entry:
-                selected["target"] = entry["target"]
+            for key in ("target", DICOM_KEY):
+                if key in entry:
+                    selected[key] = entry[key]
             self.entries.append(selected)
         for case, message in problems:
             self.record.skipped(case, message)
@@ -143,6 +164,17 @@ def load_networks(network: torch.nn.Module, model_files: str | Sequence[str], de
     if not files:
         raise ValueError("model_files is empty: give at least one checkpoint.")
     return [load_generator(copy.deepcopy(network), f, device) for f in files]
+
+
+def with_settings(inferer: Inferer, **settings) -> Inferer:
+    """A shallow copy of ``inferer`` with some attributes changed, so that a config can reuse one inferer's
+    definition where a single value differs (synthesis pads its windows with the scaled air, -1, not 0)."""
+    copied = copy.copy(inferer)
+    for name, value in settings.items():
+        if not hasattr(copied, name):
+            raise AttributeError(f"{type(inferer).__name__} has no setting '{name}'.")
+        setattr(copied, name, value)
+    return copied
 
 
 class FlipInferer(Inferer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 
 # temporary files are hidden (dataset scans skip dot files) and keep the final name's extension (nibabel and
@@ -97,8 +98,11 @@ def remove_partials(folder: str) -> list[str]:
         return []
     left = [n for n in os.listdir(folder) if n.startswith(PARTIAL_PREFIX)]
     for name in left:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(folder, name))
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):  # a series folder written under a temporary name
+            shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.remove(path)
     return left
 
 

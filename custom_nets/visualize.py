@@ -129,3 +129,32 @@ def compare_volumes(
     fig.tight_layout()
     _save(fig, output_file, dpi=90)
     return output_file
+
+
+def missing_modality_figure(
+    images: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], output_file: str, title: str = ""
+) -> str:
+    """One axial slice through the tumour centre (of the first label map): the first row ``images`` (the real and
+    the synthesized sequence, in the real one's grey window) and their difference; the second row each label map
+    (ground truth, segmentations) over the first image. Volumes in RAS."""
+    (real_name, real), (_, synthesized) = list(images.items())[:2]
+    _, _, k = tumour_centre(next(iter(labels.values())), real.shape)
+    lo, hi = _window(real)
+    columns = max(len(images) + 1, len(labels))
+    fig, axes = plt.subplots(2, columns, figsize=(3 * columns, 7.4), squeeze=False)
+    for ax, (name, volume) in zip(axes[0], images.items(), strict=False):
+        ax.imshow(_slice(volume, 2, k), cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(name)
+    axes[0, len(images)].imshow(_slice(np.abs(synthesized - real), 2, k), cmap="magma", vmin=0, vmax=(hi - lo) / 2)
+    axes[0, len(images)].set_title("|difference|")
+    for ax, (name, classes) in zip(axes[1], labels.items(), strict=False):
+        ax.imshow(_slice(real, 2, k), cmap="gray", vmin=lo, vmax=hi)
+        ax.imshow(_slice(classes, 2, k), cmap=CLASS_COLOURS, vmin=0, vmax=3, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+    for ax in axes.ravel():
+        ax.axis("off")
+    _legend(fig)
+    fig.suptitle(f"{title} (axial slice {k}, labels over {real_name})".strip())
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _save(fig, output_file, dpi=90)
+    return output_file

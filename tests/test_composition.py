@@ -65,6 +65,7 @@ DOCUMENTED = [
     ("evaluating", SYNTHESIS_EVALUATE, "syn", "metrics.csv"),
     (None, ("configs/inference.json",), "seg", "BraTS2021_00000.nii.gz"),
     (None, ("configs/inference.json", "configs/synthesis_inference.json"), "syn", "BraTS2021_00000.nii.gz"),
+    (None, ("configs/inference.json", "configs/missing_modality_inference.json"), "seg", "BraTS2021_00000.nii.gz"),
     ("training", ("configs/train.json", "configs/synthesis.json"), None, None),
     ("training", ("configs/train.json", "configs/train_ensembler.json"), None, None),  # run in test_ensemble
 ]
@@ -140,7 +141,7 @@ def test_documented_commands_run_and_wrong_orders_are_refused_before_any_work(mo
     runs = commands(models)
     ends = {os.path.basename(configs[-2]) for _, _, configs, _, _, documented in runs if not documented}
     assert ends == {"train.json", "synthesis.json", "evaluate.json", "synthesis_evaluate.json", "inference.json"}
-    assert sum(documented for *_, documented in runs) == 5 + 1  # the last: an ensemble of two segmentation models
+    assert sum(documented for *_, documented in runs) == 6 + 1  # the last: an ensemble of two segmentation models
 
     def run(spec):
         name, run_id, configs, overrides, proof, documented = spec

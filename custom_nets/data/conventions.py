@@ -40,6 +40,7 @@ class Layout:
 BRATS2021 = Layout("brats2021", ("_flair", "_t1", "_t1ce", "_t2"), "_seg", "brats2021")
 BRATS2023 = Layout("brats2023", ("-t2f", "-t1n", "-t1c", "-t2w"), "-seg", "brats2023")
 FOLDER_LAYOUTS = (BRATS2021, BRATS2023)
+DICOM_ONLY = Layout("dicom", ("", "", "", ""), "", "brats2023")  # a folder of DICOM cases: labels 1, 2, 3
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 

@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-from custom_nets.data.conventions import CHANNELS, CLASS_LABELS, FOLDER_LAYOUTS, NIFTI_EXTENSIONS, Layout
+from custom_nets.data.conventions import CHANNELS, CLASS_LABELS, DICOM_ONLY, FOLDER_LAYOUTS, NIFTI_EXTENSIONS, Layout
 from custom_nets.utils import write_json
 
 
@@ -55,20 +55,28 @@ def _detect_folder_layout(data_dir: str, folders: dict[str, list[str]]) -> Layou
     return best
 
 
-def _scan_folders(data_dir: str, problems: list | None, required: Sequence[str]) -> tuple[Layout, list[dict[str, Any]]]:
-    folders = {}
+def _scan_folders(
+    data_dir: str, problems: list | None, required: Sequence[str], dicom: bool = False
+) -> tuple[Layout, list[dict[str, Any]]]:
+    folders, dicom_cases = {}, []
     for name in sorted(os.listdir(data_dir)):
         path = os.path.join(data_dir, name)
         if os.path.isdir(path) and not name.startswith("."):
             names = sorted(n for n in os.listdir(path) if _is_nifti(n))
             if names:
                 folders[path] = names
-    if not folders:
+            elif dicom:
+                from custom_nets.dicom.series import is_dicom_case  # the DICOM package imports this module
+
+                if is_dicom_case(path):
+                    dicom_cases.append({"case": name, "dicom": path})
+    if not folders and not dicom_cases:
         raise DataError(
-            f"{data_dir}: no case folders with NIfTI files found (an empty or unrecognised folder). Expected one "
-            f"folder per case in the BraTS 2020/2021 or 2023 layout, or a Decathlon Task01 folder with dataset.json."
+            f"{data_dir}: no case folders with {'NIfTI or DICOM' if dicom else 'NIfTI'} files found (an empty or "
+            f"unrecognised folder). Expected one folder per case in the BraTS 2020/2021 or 2023 layout"
+            f"{', a folder of DICOM series per case' if dicom else ''}, or a Decathlon Task01 folder with dataset.json."
         )
-    layout = _detect_folder_layout(data_dir, folders)
+    layout = _detect_folder_layout(data_dir, folders) if folders else DICOM_ONLY
     cases = []
     for folder, names in folders.items():
         try:
@@ -77,7 +85,7 @@ def _scan_folders(data_dir: str, problems: list | None, required: Sequence[str])
             if problems is None:
                 raise
             problems.append((os.path.basename(folder), str(e)))
-    return layout, cases
+    return layout, sorted(cases + dicom_cases, key=lambda entry: entry["case"])
 
 
 def _folder_case(folder: str, names: list[str], layout: Layout, required: Sequence[str]) -> dict[str, Any]:
@@ -144,18 +152,20 @@ def _scan_decathlon(data_dir: str, problems: list | None) -> tuple[Layout, list[
 
 
 def scan_dataset(
-    data_dir: str, problems: list | None = None, required: Sequence[str] = CHANNELS
+    data_dir: str, problems: list | None = None, required: Sequence[str] = CHANNELS, dicom: bool = False
 ) -> tuple[Layout, list[dict[str, Any]]]:
     """Finds every case of ``data_dir`` (absolute paths); cases without a segmentation have no ``label`` key.
 
     A case with missing files raises ``DataError``, unless ``problems`` is a list: then ``(case, message)`` is
     appended to it and the case left out (inference goes on with the other cases). Modalities outside ``required``
-    may be missing (synthesis): their place in ``image`` holds None."""
+    may be missing (synthesis): their place in ``image`` holds None. With ``dicom``, a case folder without NIfTI
+    files but with DICOM files is a DICOM case ``{"case", "dicom": folder}`` (see ``custom_nets.dicom``); a folder of
+    DICOM cases alone takes the BraTS 2023 label convention (labels 1, 2, 3 as the DICOM segments)."""
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: dataset folder does not exist.")
     if os.path.isfile(os.path.join(data_dir, "dataset.json")):
         return _scan_decathlon(data_dir, problems)
-    return _scan_folders(data_dir, problems, required)
+    return _scan_folders(data_dir, problems, required, dicom)
 
 
 def _read(path: str, case: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:

@@ -106,7 +106,9 @@ class PredictionWriter(CaseWriter):
     ``<output_dir>/<case>.png`` (axial, coronal and sagittal slices through the tumour's centre with the labels over
     FLAIR), then ``<output_dir>/<case>.nii.gz`` with the header (shape, affine, qform/sform, orientation) of the input
     file in ``reference_key``, each atomically; the NIfTI comes last, so a case whose NIfTI exists is complete. A label
-    map whose shape or affine differs from the input's is refused (``check_on_grid``). Rank 0 only.
+    map whose shape or affine differs from the input's is refused (``check_on_grid``). A DICOM case (its reference
+    series' folder in ``dicom_key``) also gets ``<output_dir>/<case>_seg.dcm``, a DICOM Segmentation referencing that
+    series (``custom_nets.dicom.write_segmentation``), before the NIfTI. Rank 0 only.
 
     Args:
         output_dir: where to write.
@@ -125,8 +127,10 @@ class PredictionWriter(CaseWriter):
         case_key: str = "case",
         png: bool = True,
         record=None,
+        dicom_key: str = "dicom_series",
     ) -> None:
         super().__init__(output_dir, case_key, record)
+        self.dicom_key = dicom_key
         to_canonical(label_convention)  # an unknown convention fails here, not after the first case
         self.label_convention = label_convention
         self.pred_key = pred_key
@@ -139,6 +143,12 @@ class PredictionWriter(CaseWriter):
         output = like(spatial_array(item[self.pred_key], np.uint8), reference)
         if self.png:
             self._picture(case, reference, output)
+        if item.get(self.dicom_key):
+            from custom_nets.dicom.outputs import write_segmentation  # highdicom only when a case is DICOM
+
+            classes = labels_to_classes(np.asanyarray(output.dataobj), self.label_convention)
+            segmentation = os.path.join(self.output_dir, f"{case}_seg.dcm")
+            write_segmentation(classes, reference, str(item[self.dicom_key]), segmentation, case)
         return save_nifti(output, os.path.join(self.output_dir, f"{case}.nii.gz"))
 
     def _picture(self, case: str, reference: nib.Nifti1Image, labels: nib.Nifti1Image) -> None:

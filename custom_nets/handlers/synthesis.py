@@ -46,10 +46,12 @@ class SynthesisSnapshot(ValidationSnapshot):
 class SynthesisWriter(CaseWriter):
     """Attach to a synthesis evaluator whose postprocessing leaves in ``pred_key`` the synthesized volume, scaled as
     the network saw it (``custom_nets.transforms.ScaleBrainIntensityd``) and already inverted to the input's grid
-    (``Invertd``). For each case it writes ``<output_dir>/<case>.nii.gz``, float32, with the header of the file in
-    ``reference_key`` and in the input's intensity scale, and ``<output_dir>/<case>.png``: real and synthesized slices
+    (``Invertd``). For each case it writes ``<output_dir>/<name>.nii.gz``, float32, with the header of the file in
+    ``reference_key`` and in the input's intensity scale, and ``<output_dir>/<name>.png``: real and synthesized slices
     side by side with their difference (or the reference modality and the synthesized one when the case has no real
-    target). Rank 0 only.
+    target); ``<name>`` is ``file_name`` formatted with the case and the target (``<case>`` by default). A DICOM case
+    (its reference series' folder in the batch's ``dicom_series``) also gets ``<output_dir>/<name>_dicom/``, the
+    synthesized volume as a derived MR series (``custom_nets.dicom.write_derived_series``). Rank 0 only.
 
     Undoing the normalisation: ``raw = (y - b_min) / (b_max - b_min) * scale`` where ``scale`` is the
     ``upper`` brain percentile of the real target when its file (``target_key``) exists, and otherwise the first
@@ -58,7 +60,9 @@ class SynthesisWriter(CaseWriter):
 
     Args:
         output_dir: where to write.
-        target_name: the synthesized modality, for titles.
+        target_name: the synthesized modality, for titles and file names.
+        target_name_key: a batch key naming each case's synthesized modality instead (cases of several targets).
+        file_name: the outputs' name without extension, a format of ``case`` and ``target``.
         upper, b_min, b_max: the parameters of ``ScaleBrainIntensityd``.
         pred_key, reference_key, target_key, case_key: batch keys of the prediction, the reference file (header and
             brain mask), the real target's file ("" or absent when there is none) and the case name.
@@ -84,9 +88,11 @@ class SynthesisWriter(CaseWriter):
         scale_keys: tuple[str, ...] = ("label_scale", "image_scale"),
         png: bool = True,
         record=None,
+        target_name_key: str | None = None,
+        file_name: str = "{case}",
     ) -> None:
         super().__init__(output_dir, case_key, record)
-        self.target_name = target_name
+        self.target_name, self.target_name_key, self.file_name = target_name, target_name_key, file_name
         self.upper, self.b_min, self.b_max = float(upper), float(b_min), float(b_max)
         self.pred_key, self.reference_key, self.target_key = pred_key, reference_key, target_key
         self.scale_keys = tuple(scale_keys)
@@ -101,6 +107,8 @@ class SynthesisWriter(CaseWriter):
         raise KeyError(f"none of the scale keys {self.scale_keys} is in the batch and the case has no real target.")
 
     def write(self, item: dict, case: str) -> str:
+        target_name = str(item[self.target_name_key]) if self.target_name_key else self.target_name
+        name = self.file_name.format(case=case, target=target_name)
         reference_file = str(item[self.reference_key])
         reference = nib.load(reference_file)
         check_on_grid(item[self.pred_key], reference, case)
@@ -118,12 +126,18 @@ class SynthesisWriter(CaseWriter):
         synthesized = from_brain_scale(scaled, self._scale(item, real), self.b_min, self.b_max).astype(np.float32)
         synthesized[~brain] = 0
         if self.png:
-            self._picture(case, synthesized, reference, reference_data, target, real)
-        path = os.path.join(self.output_dir, f"{case}.nii.gz")
+            self._picture(case, name, target_name, synthesized, reference, reference_data, target, real)
+        if item.get("dicom_series"):
+            from custom_nets.dicom.outputs import write_derived_series  # highdicom only when a case is DICOM
+
+            description = f"{target_name} synthesized by Vox2Vox"
+            series = os.path.join(self.output_dir, f"{name}_dicom")
+            write_derived_series(synthesized, reference, str(item["dicom_series"]), series, description, case)
+        path = os.path.join(self.output_dir, f"{name}.nii.gz")
         save_like(synthesized, reference, path)
         return path
 
-    def _picture(self, case: str, synthesized, reference, reference_data, target, real) -> None:
+    def _picture(self, case: str, name: str, target_name: str, synthesized, reference, reference_data, target, real):
         """The real target (or, without one, the reference input) beside the synthesized volume, in RAS, drawn from
         the voxels already in memory."""
 
@@ -132,13 +146,13 @@ class SynthesisWriter(CaseWriter):
             return np.asanyarray(nib.as_closest_canonical(nib.Nifti1Image(data, affine)).dataobj)
 
         if target is not None:
-            shown = (f"real {self.target_name}", canonical(real, target.affine))
+            shown = (f"real {target_name}", canonical(real, target.affine))
         else:
             shown = ("input (first modality)", canonical(reference_data, reference.affine))
         compare_volumes(
             shown,
-            (f"synthesized {self.target_name}", canonical(synthesized, reference.affine)),
-            os.path.join(self.output_dir, f"{case}.png"),
+            (f"synthesized {target_name}", canonical(synthesized, reference.affine)),
+            os.path.join(self.output_dir, f"{name}.png"),
             title=case,
             show_difference=target is not None,
         )
