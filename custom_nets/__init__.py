@@ -4,9 +4,16 @@
 freed memory in the process on glibc (``custom_nets.allocator``), the largest CPU speed lever, for every entry point.
 """
 
+import logging
+import warnings
+
 from custom_nets.allocator import keep_freed_memory
 
 keep_freed_memory()
+# with pydicom installed (highdicom needs it) every MONAI LoadImage builds its optional GPU DICOM decoder and says,
+# twice per run, that nvImageCodec is absent; the bundle's pipelines read NIfTI, DICOM is read by ITK
+warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register")
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 from custom_nets import (  # noqa: E402
     allocator,

@@ -103,7 +103,11 @@ def _case_row(case: str, target: str, entry: dict, run_dir: str, real_run_dir: s
     def ras(volume: np.ndarray) -> np.ndarray:
         return np.asanyarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(volume), label.affine)).dataobj)
 
-    images = {f"real {target}": ras(real), f"synthesized {target}": ras(synthesized)}
+    # as the scores see them: each volume clipped to its own percentiles and scaled to [0, 1]
+    images = {
+        f"real {target}": ras(percentile_scaled(real)),
+        f"synthesized {target}": ras(percentile_scaled(synthesized)),
+    }
     labels = {"ground truth": ras(truth)}
     labels.update({f"segmented with {source} {target}": ras(c) for source, c in reversed(classes.items())})
     return row, images, labels
