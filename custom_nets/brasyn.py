@@ -64,8 +64,13 @@ def image_metrics(real: np.ndarray, synthesized: np.ndarray, tumour: np.ndarray)
         raise ValueError(
             f"real {real.shape}, synthesized {synthesized.shape} and tumour mask {tumour.shape} must share one grid."
         )
-    x = torch.as_tensor(np.ascontiguousarray(percentile_scaled(synthesized)), dtype=torch.float32)[None, None]
-    y = torch.as_tensor(np.ascontiguousarray(percentile_scaled(real)), dtype=torch.float32)[None, None]
+    return scaled_metrics(percentile_scaled(real), percentile_scaled(synthesized), tumour)
+
+
+def scaled_metrics(real: np.ndarray, synthesized: np.ndarray, tumour: np.ndarray) -> dict[str, float]:
+    """``image_metrics`` of two volumes already scaled by ``percentile_scaled``."""
+    x = torch.as_tensor(np.ascontiguousarray(synthesized), dtype=torch.float32)[None, None]
+    y = torch.as_tensor(np.ascontiguousarray(real), dtype=torch.float32)[None, None]
     mask = torch.as_tensor(np.asarray(tumour, dtype=bool))[None, None].float()
     return {
         "ssim_tumour": float(structural_similarity_index_measure(x * mask, y * mask)),
@@ -79,7 +84,10 @@ def _voxels(path: str) -> np.ndarray:
     return np.asanyarray(nib.load(path).dataobj)
 
 
-def _case_row(case: str, target: str, entry: dict, run_dir: str, real_run_dir: str | None, convention: str):
+def _case_row(
+    case: str, target: str, entry: dict, run_dir: str, real_run_dir: str | None, convention: str, png: bool
+) -> tuple[dict, dict | None, dict | None]:
+    """The case's row, and, with ``png``, the volumes of its picture in RAS."""
     real_file = entry["image"][CHANNELS.index(target)]
     label_file = entry.get("label")
     if not real_file or not label_file:
@@ -89,7 +97,13 @@ def _case_row(case: str, target: str, entry: dict, run_dir: str, real_run_dir: s
     label = nib.load(label_file)
     truth = labels_to_classes(np.asanyarray(label.dataobj), convention)
     real, synthesized = _voxels(real_file), _voxels(synthesized_file)
-    row = {"case": case, "synthesized": target, **image_metrics(real, synthesized, truth > 0)}
+    if real.shape != synthesized.shape or real.shape != truth.shape:
+        raise DataError(
+            f"case {case}: real {target} {real.shape}, synthesized {synthesized.shape} and label {truth.shape} must "
+            f"share one grid ({real_file}, {synthesized_file}, {label_file})."
+        )
+    real, synthesized = percentile_scaled(real), percentile_scaled(synthesized)  # once, for the scores and picture
+    row = {"case": case, "synthesized": target, **scaled_metrics(real, synthesized, truth > 0)}
     spacing = label.header.get_zooms()[:3]
     segmentations = {"synthesized": os.path.join(run_dir, f"{case}.nii.gz")}
     if real_run_dir:
@@ -99,15 +113,14 @@ def _case_row(case: str, target: str, entry: dict, run_dir: str, real_run_dir: s
         classes[source] = labels_to_classes(_voxels(path), convention)
         dice = official_metrics(classes[source], truth, spacing)
         row.update({f"dice_{r}_{source}": float(dice[f"dice_{r}"]) for r in REGIONS})
+    if not png:
+        return row, None, None
 
     def ras(volume: np.ndarray) -> np.ndarray:
         return np.asanyarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(volume), label.affine)).dataobj)
 
     # as the scores see them: each volume clipped to its own percentiles and scaled to [0, 1]
-    images = {
-        f"real {target}": ras(percentile_scaled(real)),
-        f"synthesized {target}": ras(percentile_scaled(synthesized)),
-    }
+    images = {f"real {target}": ras(real), f"synthesized {target}": ras(synthesized)}
     labels = {"ground truth": ras(truth)}
     labels.update({f"segmented with {source} {target}": ras(c) for source, c in reversed(classes.items())})
     return row, images, labels
@@ -139,9 +152,10 @@ def evaluate(
         try:
             if case not in entries:
                 raise DataError(f"case {case}: not in {dataset_dir}.")
-            row, images, labels = _case_row(case, target, entries[case], run_dir, real_run_dir, layout.label_convention)
-        except (DataError, ValueError, OSError) as error:
-            failures[case] = str(error)
+            convention = layout.label_convention
+            row, images, labels = _case_row(case, target, entries[case], run_dir, real_run_dir, convention, png)
+        except Exception as error:  # one case that cannot be evaluated must not stop the others
+            failures[case] = str(error) if isinstance(error, DataError) else f"case {case}: {error!r}"
             continue
         rows.append(row)
         if png:

@@ -75,8 +75,8 @@ def prepare_dicom(entry: dict) -> dict:
         plan["modalities"],
         plan["reference"],
         plan["work_dir"],
-        plan.get("rules"),
-        plan.get("mapping_file") or "modalities.json",
+        plan["rules"],
+        plan["mapping_file"],
     )
     return {**{k: v for k, v in entry.items() if k != DICOM_KEY}, "dicom_series": series_dir}
 
