@@ -34,15 +34,15 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from torchmetrics.functional.regression import mean_squared_error
 from tqdm import tqdm
 
-from custom_nets.data.conventions import CHANNELS, labels_to_classes
-from custom_nets.data.datalist import DataError, scan_dataset
+from custom_nets.data.datalist import DataError, choose_task, scan_dataset
+from custom_nets.data.tasks import Task
 from custom_nets.handlers.brats_metrics import official_metrics
 from custom_nets.handlers.case_metrics import summarise
 from custom_nets.missing_modality import SYNTHESIZED_NAME
 from custom_nets.utils import atomic_path, write_json
 from custom_nets.visualize import missing_modality_figure
 
-REGIONS = ("WT", "TC", "ET")
+REGIONS = ("WT", "TC", "ET")  # the regions of the task brats2021 (benchmarks/missing_modality.py's table)
 IMAGE_COLUMNS = ("ssim_tumour", "ssim_non_tumour", "psnr", "mse")
 
 
@@ -85,17 +85,19 @@ def _voxels(path: str) -> np.ndarray:
 
 
 def _case_row(
-    case: str, target: str, entry: dict, run_dir: str, real_run_dir: str | None, convention: str, png: bool
+    case: str, target: str, entry: dict, run_dir: str, real_run_dir: str | None, task: Task, png: bool
 ) -> tuple[dict, dict | None, dict | None]:
-    """The case's row, and, with ``png``, the volumes of its picture in RAS."""
-    real_file = entry["image"][CHANNELS.index(target)]
+    """The case's row, and, with ``png``, the volumes of its picture in RAS; the label and the segmentations hold the
+    task's stored label values."""
+    real_file = entry["image"][task.sequences.index(target)]
     label_file = entry.get("label")
     if not real_file or not label_file:
         missing = "real " + target if not real_file else "label"
         raise DataError(f"case {case}: the dataset has no {missing} file to evaluate against.")
     synthesized_file = os.path.join(run_dir, SYNTHESIZED_NAME.format(case=case, target=target) + ".nii.gz")
     label = nib.load(label_file)
-    truth = labels_to_classes(np.asanyarray(label.dataobj), convention)
+    truth_labels = np.asanyarray(label.dataobj)
+    truth = task.labels_to_classes(truth_labels)
     real, synthesized = _voxels(real_file), _voxels(synthesized_file)
     if real.shape != synthesized.shape or real.shape != truth.shape:
         raise DataError(
@@ -110,9 +112,10 @@ def _case_row(
         segmentations["real"] = os.path.join(real_run_dir, f"{case}.nii.gz")
     classes = {}
     for source, path in segmentations.items():
-        classes[source] = labels_to_classes(_voxels(path), convention)
-        dice = official_metrics(classes[source], truth, spacing)
-        row.update({f"dice_{r}_{source}": float(dice[f"dice_{r}"]) for r in REGIONS})
+        segmentation = _voxels(path)
+        classes[source] = task.labels_to_classes(segmentation)
+        dice = official_metrics(segmentation, truth_labels, spacing, task)
+        row.update({f"dice_{r}_{source}": float(dice[f"dice_{r}"]) for r in task.region_names})
     if not png:
         return row, None, None
 
@@ -143,6 +146,7 @@ def evaluate(
     with open(record_file) as f:
         record = json.load(f)["cases"]
     layout, cases = scan_dataset(dataset_dir, required=())
+    task = choose_task(dataset_dir, layout, [e["case"] for e in cases])
     entries = {e["case"]: e for e in cases}
     chosen = [
         (c, r["synthesized"]) for c, r in sorted(record.items()) if r["status"] == "written" and r.get("synthesized")
@@ -152,21 +156,21 @@ def evaluate(
         try:
             if case not in entries:
                 raise DataError(f"case {case}: not in {dataset_dir}.")
-            convention = layout.label_convention
-            row, images, labels = _case_row(case, target, entries[case], run_dir, real_run_dir, convention, png)
+            row, images, labels = _case_row(case, target, entries[case], run_dir, real_run_dir, task, png)
         except Exception as error:  # one case that cannot be evaluated must not stop the others
             failures[case] = str(error) if isinstance(error, DataError) else f"case {case}: {error!r}"
             continue
         rows.append(row)
         if png:
-            missing_modality_figure(images, labels, os.path.join(output_dir, f"{case}.png"), title=case)
+            picture = os.path.join(output_dir, f"{case}.png")
+            missing_modality_figure(images, labels, picture, title=case, task=task)
     columns = [k for k in (rows[0] if rows else {}) if k not in ("case", "synthesized")]
     os.makedirs(output_dir, exist_ok=True)
     with atomic_path(os.path.join(output_dir, "metrics.csv")) as temporary, open(temporary, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["case", "synthesized", *columns])
         writer.writeheader()
         writer.writerows(rows)
-    targets = sorted({row["synthesized"] for row in rows}, key=CHANNELS.index)
+    targets = sorted({row["synthesized"] for row in rows}, key=task.sequences.index)
     summary = {
         "num_cases": len(rows),
         "by_synthesized": {
@@ -177,27 +181,28 @@ def evaluate(
         "all": summarise(rows, columns) if rows else {},
         "failures": failures,
         "conventions": __doc__.split("\n\n")[0],
+        "task": task.record(),
         "torchmetrics": torchmetrics.__version__,
     }
     write_json(os.path.join(output_dir, "summary.json"), summary)
-    _print_table(summary, targets, real_run_dir is not None)
+    _print_table(summary, targets, real_run_dir is not None, task.region_names)
     for case, reason in failures.items():
         print(f"  not evaluated {case}: {reason}")
     print(f"BraSyn evaluation of {len(rows)} case(s): {output_dir}/metrics.csv, summary.json")
     return summary
 
 
-def _print_table(summary: dict, targets: list[str], with_real: bool) -> None:
+def _print_table(summary: dict, targets: list[str], with_real: bool, regions=REGIONS) -> None:
     sources = ("synthesized", "real") if with_real else ("synthesized",)
     header = f"{'synthesized':<12}{'cases':>6}{'SSIM tum':>10}{'SSIM non':>10}{'PSNR':>8}{'MSE':>9}"
-    header += "".join(f"{f'{r} {s[:5]}':>11}" for s in sources for r in REGIONS)
+    header += "".join(f"{f'{r} {s[:5]}':>11}" for s in sources for r in regions)
     print(header)
     for target in targets:
         stats = summary["by_synthesized"][target]
         mean = {k: v["mean"] for k, v in stats["metrics"].items()}
         line = f"{target:<12}{stats['num_cases']:>6}{mean['ssim_tumour']:>10.4f}{mean['ssim_non_tumour']:>10.4f}"
         line += f"{mean['psnr']:>8.2f}{mean['mse']:>9.5f}"
-        line += "".join(f"{mean[f'dice_{r}_{s}']:>11.3f}" for s in sources for r in REGIONS)
+        line += "".join(f"{mean[f'dice_{r}_{s}']:>11.3f}" for s in sources for r in regions)
         print(line)
 
 

@@ -14,8 +14,8 @@ from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
 from custom_nets.cases import DICOM_KEY, CaseRecord
-from custom_nets.data.conventions import CHANNELS
 from custom_nets.data.datalist import DataError, scan_dataset
+from custom_nets.data.tasks import Task, load_task
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,13 @@ class CaseSelection:
     ``custom_nets.dicom.series``) and converted as the case loads onto the grid of the ``dicom_reference`` modality's
     series (default: the first input modality) into ``<output_dir>/dicom_inputs/<case>/``.
 
+    ``task`` names the sequences (the files of each case, in the network's channel order); the predictions are
+    written in its stored label values.
+
     Attributes:
         entries: datalist entries (``case``, ``image``, ``reference`` = the file whose header outputs copy, and for
             synthesis ``target``: the real target's file or "").
-        label_convention: the dataset's label convention; predictions are written back in it.
+        task: the ``Task``.
         record: the run's ``CaseRecord``, holding the cases skipped when the folder was scanned and those left as
             they were.
     """
@@ -58,22 +61,26 @@ class CaseSelection:
         dicom_rules: Mapping[str, str] | None = None,
         dicom_reference: str | None = None,
         dicom_mapping_file: str = "modalities.json",
+        task: str | Task = "brats2021",
     ) -> None:
         self.output_dir = output_dir
+        self.task = load_task(task)
+        sequences = self.task.sequences
         self.record = CaseRecord(output_dir, model_files, record_file, task="inference")
         problems: list[tuple[str, str]] = []
         modalities = [str(m).lower() for m in modalities] if modalities else None
         named = (modalities or []) + [str(m).lower() for m in (target, dicom_reference) if m]
-        unknown = [m for m in named + [str(m).lower() for m in dicom_rules or {}] if m not in CHANNELS]
+        unknown = [m for m in named + [str(m).lower() for m in dicom_rules or {}] if m not in sequences]
         if unknown:
-            raise ValueError(f"unknown modalities {unknown}; expected names among {list(CHANNELS)}.")
-        layout, cases = scan_dataset(dataset_dir, problems=problems, required=modalities or CHANNELS, dicom=True)
+            raise ValueError(f"unknown modalities {unknown}; the task {self.task.name} has {list(sequences)}.")
+        layout, cases = scan_dataset(
+            dataset_dir, problems=problems, required=modalities or sequences, dicom=is_dicom_case, task=self.task
+        )
         if modalities and layout.name == "decathlon":
             raise DataError(
                 f"{dataset_dir}: synthesis inference reads one file per modality, but the Decathlon layout holds one "
                 f"4D image per case (all four sequences present); evaluate with synthesis_evaluate.json instead."
             )
-        self.label_convention = layout.label_convention
         self.entries, existing = [], []
         for entry in cases:
             if not overwrite and os.path.exists(os.path.join(output_dir, f"{entry['case']}.nii.gz")):
@@ -83,8 +90,8 @@ class CaseSelection:
             if DICOM_KEY in entry:
                 plan = {
                     "folder": entry[DICOM_KEY],
-                    "modalities": list(modalities or CHANNELS),
-                    "reference": str(dicom_reference or (modalities or CHANNELS)[0]).lower(),
+                    "modalities": list(modalities or sequences),
+                    "reference": str(dicom_reference or (modalities or sequences)[0]).lower(),
                     "work_dir": os.path.join(output_dir, "dicom_inputs", entry["case"]),
                     "rules": dict(dicom_rules) if dicom_rules else None,
                     "mapping_file": dicom_mapping_file,
@@ -93,9 +100,9 @@ class CaseSelection:
                 entry = {"case": entry["case"], "image": files, DICOM_KEY: plan, **({"target": ""} if target else {})}
             elif modalities:
                 all_files = entry["image"]
-                entry = {**entry, "image": [all_files[CHANNELS.index(m)] for m in modalities]}
+                entry = {**entry, "image": [all_files[sequences.index(m)] for m in modalities]}
                 if target:
-                    entry["target"] = all_files[CHANNELS.index(str(target).lower())] or ""
+                    entry["target"] = all_files[sequences.index(str(target).lower())] or ""
             image = entry["image"]
             reference = image[0] if isinstance(image, list) else image
             selected = {"case": entry["case"], "image": image, "reference": reference}
@@ -110,10 +117,17 @@ class CaseSelection:
                 f"{len(existing)} case(s) already have outputs in {output_dir} and are left as they are "
                 f"(set overwrite to true to redo them): {', '.join(existing[:5])}{' ...' if len(existing) > 5 else ''}"
             )
-        logger.info(f"inference on {len(self.entries)} case(s) of {dataset_dir} ({self.label_convention} labels)")
+        logger.info(f"inference on {len(self.entries)} case(s) of {dataset_dir} (task {self.task.summary()})")
 
     def finish(self) -> None:
         self.record.finish()
+
+
+def is_dicom_case(folder: str) -> bool:
+    """A case folder of DICOM files (pydicom loads only when a folder holds no NIfTI)."""
+    from custom_nets.dicom.series import is_dicom_case as check
+
+    return check(folder)
 
 
 def load_generator(
@@ -149,7 +163,8 @@ def load_generator(
         if unexpected:
             lines.append(f"  {len(unexpected)} unexpected tensor(s) in the checkpoint, first {unexpected[0]}")
         lines.append(
-            "  check generator_channels, num_bottleneck, in_channels and num_classes against the training run."
+            "  check task (its sequences and classes set in_channels and num_classes), generator_channels and "
+            "num_bottleneck against the training run."
         )
         raise ValueError("\n".join(lines))
     network.load_state_dict(state)

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from ignite.engine import Engine, Events
 
 from custom_nets.cases import CaseRecord
-from custom_nets.data.conventions import CHANNELS
 from custom_nets.data.datalist import scan_dataset
+from custom_nets.data.tasks import Task, load_task
 from custom_nets.inference import load_generator
 
 logger = logging.getLogger(__name__)
@@ -29,10 +29,10 @@ class MissingModalityCases:
     reads them except that a case may lack one sequence.
 
     A case with all four sequences is segmented as it is. A case without one sequence ``t`` is synthesized first by
-    ``synthesis_model_files[t]`` from the other three (in ``CHANNELS`` order, as ``configs/synthesis.json`` trains
-    them), written as ``<output_dir>/<case>_<t>_synthesized.nii.gz`` on the grid and with the header of the case's
-    first present sequence, and segmented with that file in ``t``'s place. A case missing two or more sequences, or
-    whose missing sequence has no model file, is skipped with the reason. Cases whose segmentation
+    ``synthesis_model_files[t]`` from the other three (in the task's sequence order, as ``configs/synthesis.json``
+    trains them), written as ``<output_dir>/<case>_<t>_synthesized.nii.gz`` on the grid and with the header of the
+    case's first present sequence, and segmented with that file in ``t``'s place. A case missing two or more
+    sequences, or whose missing sequence has no model file, is skipped with the reason. Cases whose segmentation
     ``<output_dir>/<case>.nii.gz`` exists are left as they are unless ``overwrite``.
 
     Attributes:
@@ -41,7 +41,7 @@ class MissingModalityCases:
         entries: the segmentation's entries (``case``, ``image``, ``reference``), without the cases that the record
             holds as skipped when it is read (read it after the synthesis has run).
         targets: the targets whose models the run needs.
-        label_convention, record: as ``CaseSelection``'s; the record notes per case which sequence was synthesized
+        task, record: as ``CaseSelection``'s; the record notes per case which sequence was synthesized
             (``"synthesized": "flair"``, or ``null``) and lists the synthesis models used with the segmentation's.
     """
 
@@ -53,15 +53,17 @@ class MissingModalityCases:
         overwrite: bool = False,
         model_files: str | Sequence[str] = (),
         record_file: str = "inference_summary.json",
+        task: str | Task = "brats2021",
     ) -> None:
         self.output_dir = output_dir
+        self.task = load_task(task)
+        sequences = self.task.sequences
         models = {str(m).lower(): str(f) for m, f in dict(synthesis_model_files).items()}
-        unknown = sorted(set(models) - set(CHANNELS))
+        unknown = sorted(set(models) - set(sequences))
         if unknown:
-            raise ValueError(f"synthesis_model_files names unknown modalities {unknown}; expected {list(CHANNELS)}.")
+            raise ValueError(f"synthesis_model_files names unknown modalities {unknown}; expected {list(sequences)}.")
         problems: list[tuple[str, str]] = []
-        layout, cases = scan_dataset(dataset_dir, problems=problems, required=())
-        self.label_convention = layout.label_convention
+        layout, cases = scan_dataset(dataset_dir, problems=problems, required=(), task=self.task)
         self.synthesis_entries: list[dict] = []
         self._entries: list[dict] = []
         synthesized: dict[str, str | None] = {}
@@ -75,7 +77,7 @@ class MissingModalityCases:
                 self._entries.append({"case": case, "image": image, "reference": image})
                 synthesized[case] = None
                 continue
-            missing = [m for m, path in zip(CHANNELS, image, strict=True) if not path]
+            missing = [m for m, path in zip(sequences, image, strict=True) if not path]
             present = [path for path in image if path]
             if len(missing) > 1:
                 problems.append(

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type
 
 from custom_nets.data.conventions import CHANNELS
 from custom_nets.metrics import masked_image_metrics
@@ -44,6 +45,29 @@ class RelabelSmallEnhancingd(MapTransform):
         return d
 
 
+class RegionMasksd(MapTransform):
+    """A class map (1, ...) of class indices as one binary channel per region, each the union of its classes (e.g.
+    ``regions=[[1, 2, 3], [1, 3], [3]]`` for WT, TC, ET). MONAI's ``ConvertToMultiChannelBasedOnBratsClassesd``
+    knows only the BraTS 2021 labels and regions; a task's regions are data (``Task.region_classes()``)."""
+
+    def __init__(self, keys: KeysCollection, regions: Sequence[Sequence[int]], allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.regions = [[int(c) for c in region] for region in regions]
+        if not self.regions or not all(self.regions):
+            raise ValueError(f"regions must be non-empty lists of class indices, got {regions}.")
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            classes = d[key]
+            if classes.shape[0] != 1:
+                raise ValueError(f"'{key}' must be one channel of class indices, got shape {tuple(classes.shape)}.")
+            masks = [torch.isin(classes[0], torch.tensor(region, device=classes.device)) for region in self.regions]
+            regions = torch.stack(masks).to(torch.float32)
+            d[key] = convert_to_dst_type(regions, classes, dtype=torch.float32)[0]
+        return d
+
+
 class CheckFinited(MapTransform):
     """Load-time guard for data that changed after its datalist was checked: raises ``DataError`` naming the file
     when an image holds NaN or infinite voxels (a non-finite input would otherwise surface as a non-finite loss, or
@@ -55,7 +79,7 @@ class CheckFinited(MapTransform):
         self.nonempty = nonempty
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        from custom_nets.data.datalist import DataError
+        from custom_nets.data.errors import DataError
 
         d = dict(data)
         for key in self.key_iterator(d):

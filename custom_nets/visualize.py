@@ -13,9 +13,21 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from custom_nets.utils import atomic_path  # noqa: E402
 
-# canonical classes: 1 NCR/NET, 2 edema, 3 enhancing tumour
-CLASS_NAMES = {1: "NCR/NET", 2: "edema", 3: "enhancing"}
-CLASS_COLOURS = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.55), (0.1, 0.85, 0.2, 0.45), (1.0, 0.9, 0.0, 0.6)])
+DEFAULT_TASK = "brats2021"
+
+
+def palette(task=DEFAULT_TASK) -> tuple[ListedColormap, list[str]]:
+    """The colour map of a task's class indices (background transparent) and its class names, for the legend."""
+    from custom_nets.data.tasks import load_task
+
+    task = load_task(task)
+    colours = [(0, 0, 0, 0)] + [(*c, 0.55) for c in task.colours]
+    return ListedColormap(colours), list(task.class_names[1:])
+
+
+def _overlay(ax, classes: np.ndarray, axis: int, index: int, task) -> None:
+    cmap, names = palette(task)
+    ax.imshow(_slice(classes, axis, index), cmap=cmap, vmin=0, vmax=len(names), interpolation="nearest")
 
 
 def _window(image: np.ndarray) -> tuple[float, float]:
@@ -40,15 +52,20 @@ def _save(fig, output_file: str, dpi: int) -> None:
     plt.close(fig)
 
 
-def _legend(fig) -> None:
-    handles = [plt.Rectangle((0, 0), 1, 1, color=CLASS_COLOURS(k)) for k in CLASS_NAMES]
-    fig.legend(handles, list(CLASS_NAMES.values()), loc="lower center", ncol=3, frameon=False)
+def _legend(fig, task=DEFAULT_TASK) -> None:
+    cmap, names = palette(task)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k + 1)) for k in range(len(names))]
+    fig.legend(handles, names, loc="lower center", ncol=len(names), frameon=False)
 
 
 def modality_montage(
-    images: Mapping[str, np.ndarray], classes: np.ndarray | None, output_file: str, title: str = ""
+    images: Mapping[str, np.ndarray],
+    classes: np.ndarray | None,
+    output_file: str,
+    title: str = "",
+    task=DEFAULT_TASK,
 ) -> str:
-    """One axial slice through the tumour centre for each modality, plus the labels over the last modality."""
+    """One axial slice through the tumour centre for each modality, plus the task's classes over the last one."""
     first = next(iter(images.values()))
     _, _, k = tumour_centre(classes, first.shape)
     panels = len(images) + (classes is not None)
@@ -61,9 +78,9 @@ def modality_montage(
         name, image = list(images.items())[-1]
         lo, hi = _window(image)
         axes[-1].imshow(_slice(image, 2, k), cmap="gray", vmin=lo, vmax=hi)
-        axes[-1].imshow(_slice(classes, 2, k), cmap=CLASS_COLOURS, vmin=0, vmax=3, interpolation="nearest")
+        _overlay(axes[-1], classes, 2, k, task)
         axes[-1].set_title(f"labels on {name}")
-        _legend(fig)
+        _legend(fig, task)
     for ax in axes:
         ax.axis("off")
     fig.suptitle(f"{title} (axial slice {k})".strip())
@@ -78,8 +95,10 @@ def orthogonal_overlay(
     output_file: str,
     title: str = "",
     centre_on: np.ndarray | None = None,
+    task=DEFAULT_TASK,
 ) -> str:
-    """Axial, coronal and sagittal slices through the tumour centre; one row per overlay (e.g. truth, prediction)."""
+    """Axial, coronal and sagittal slices through the tumour centre; one row per overlay (e.g. truth, prediction) of
+    the task's class indices, with a legend of its classes."""
     centre = tumour_centre(centre_on if centre_on is not None else next(iter(overlays.values())), background.shape)
     lo, hi = _window(background)
     rows = len(overlays)
@@ -89,12 +108,10 @@ def orthogonal_overlay(
             ax = axes[row, col]
             ax.imshow(_slice(background, axis, centre[axis]), cmap="gray", vmin=lo, vmax=hi)
             if classes is not None:
-                ax.imshow(
-                    _slice(classes, axis, centre[axis]), cmap=CLASS_COLOURS, vmin=0, vmax=3, interpolation="nearest"
-                )
+                _overlay(ax, classes, axis, centre[axis], task)
             ax.set_title(f"{name}: {view} {centre[axis]}")
             ax.axis("off")
-    _legend(fig)
+    _legend(fig, task)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     _save(fig, output_file, dpi=90)
@@ -132,7 +149,11 @@ def compare_volumes(
 
 
 def missing_modality_figure(
-    images: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], output_file: str, title: str = ""
+    images: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray],
+    output_file: str,
+    title: str = "",
+    task=DEFAULT_TASK,
 ) -> str:
     """One axial slice through the tumour centre (of the first label map): the first row ``images`` (the real and
     the synthesized sequence, in the real one's grey window) and their difference; the second row each label map
@@ -149,11 +170,11 @@ def missing_modality_figure(
     axes[0, len(images)].set_title("|difference|")
     for ax, (name, classes) in zip(axes[1], labels.items(), strict=False):
         ax.imshow(_slice(real, 2, k), cmap="gray", vmin=lo, vmax=hi)
-        ax.imshow(_slice(classes, 2, k), cmap=CLASS_COLOURS, vmin=0, vmax=3, interpolation="nearest")
+        _overlay(ax, classes, 2, k, task)
         ax.set_title(name, fontsize=9)
     for ax in axes.ravel():
         ax.axis("off")
-    _legend(fig)
+    _legend(fig, task)
     fig.suptitle(f"{title} (axial slice {k}, labels over {real_name})".strip())
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     _save(fig, output_file, dpi=90)

@@ -73,7 +73,7 @@ def test_some_cases_have_no_enhancing_tumour():
 def test_brats2021_datalist_folds_and_loading(synthetic_dataset, tmp_path):
     out = write_datalist(synthetic_dataset, output_file=str(tmp_path / "lists" / "dl.json"), num_folds=3, seed=1)
     datalist = json.load(open(out))
-    assert datalist["layout"] == "brats2021" and datalist["label_convention"] == "brats2021"
+    assert datalist["layout"] == "brats2021" and datalist["task"] == "brats2021"
     assert datalist["channels"] == ["flair", "t1", "t1ce", "t2"]
     assert len(datalist["training"]) == 6 and datalist["testing"] == []
     assert sorted(e["fold"] for e in datalist["training"]) == [0, 0, 1, 1, 2, 2]
@@ -105,7 +105,7 @@ def test_brats2023_layout(tmp_path, small_cases):
             save(image, str(tmp_path / case / f"{case}-{names[modality]}.nii.gz"))
         save(np.where(labels == 4, 3, labels).astype(np.uint8), str(tmp_path / case / f"{case}-seg.nii.gz"))
     datalist = make_datalist(str(tmp_path), num_folds=3)
-    assert datalist["layout"] == "brats2023" and datalist["label_convention"] == "brats2023"
+    assert datalist["layout"] == "brats2023" and datalist["task"] == "gli"  # the BraTS-GLI- ids
     assert [os.path.basename(p).split("-")[-1] for p in datalist["training"][0]["image"]] == [
         "t2f.nii.gz",
         "t1n.nii.gz",
@@ -128,7 +128,7 @@ def test_decathlon_layout(tmp_path, small_cases):
     save(stacked, str(tmp_path / "imagesTs" / "BRATS_900.nii.gz"))
     json.dump({"training": training, "test": ["./imagesTs/BRATS_900.nii.gz"]}, open(tmp_path / "dataset.json", "w"))
     datalist = make_datalist(str(tmp_path), num_folds=3)
-    assert datalist["layout"] == "decathlon" and datalist["label_convention"] == "decathlon"
+    assert datalist["layout"] == "decathlon" and datalist["task"] == "msd"
     assert [e["case"] for e in datalist["training"]] == ["BRATS_000", "BRATS_001", "BRATS_002"]
     assert datalist["testing"][0]["case"] == "BRATS_900" and isinstance(datalist["testing"][0]["image"], str)
 
@@ -174,7 +174,7 @@ def _break(root, kind):
         return "cannot read .*BraTS2021_00001_flair.nii.gz"
     if kind == "labels":
         save(np.full(SMALL, 3, np.uint8), str(case / "BraTS2021_00001_seg.nii.gz"), brats_affine(SMALL))
-        return r"label .*BraTS2021_00001_seg.nii.gz holds values \[3\] outside the brats2021 convention"
+        return r"label .*BraTS2021_00001_seg.nii.gz holds values \[3\] outside the task brats2021 \(1 NCR/NET"
     if kind == "nan":
         image = nib.load(flair)
         data = image.get_fdata().astype(np.float32)

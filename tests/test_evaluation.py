@@ -10,7 +10,7 @@ import torch
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 from custom_nets import Vox2VoxGenerator
-from custom_nets.handlers.brats_metrics import METRICS, MISS_HD95, case_metrics, region_metrics
+from custom_nets.handlers.brats_metrics import METRICS, MISS_HD95, region_metrics
 from custom_nets.inference import FlipInferer, load_generator
 from custom_nets.transforms import RelabelSmallEnhancingd
 from tests.bundle_helpers import ROOT, TINY, make_synthetic_dataset, run_bundle, write_overrides
@@ -49,15 +49,28 @@ def test_brats_conventions_for_empty_regions():
     assert false_alarm["sensitivity"] == 1.0 and false_alarm["specificity"] < 1.0
 
 
-def test_case_metrics_uses_brats_region_channels():
-    shape = (20, 20, 20)
-    tc, wt, et = cube(shape, (5, 5, 5), 4), cube(shape, (4, 4, 4), 8), torch.zeros(shape)
-    truth = torch.stack([tc, wt, et])
-    row = case_metrics(truth.clone(), truth, (1.0, 1.0, 1.0))
-    assert row["dice_WT"] == row["dice_TC"] == row["dice_ET"] == 1.0
-    pred = torch.stack([tc, wt, tc])  # predicts ET where there is none
-    row = case_metrics(pred, truth, (1.0, 1.0, 1.0))
-    assert row["dice_ET"] == 0.0 and row["dice_WT"] == 1.0
+def test_region_masks_follow_the_task():
+    from custom_nets.data.tasks import load_task
+    from custom_nets.transforms import RegionMasksd
+
+    classes = torch.zeros(1, 6, 6, 6, dtype=torch.long)
+    classes[0, 0], classes[0, 1], classes[0, 2], classes[0, 3] = 1, 2, 3, 4  # one slab per class
+    gli = load_task("gli")  # netc {1}, snfh {2}, et {3}, rc {4}, tc {1, 3}, wt {1, 2, 3}
+    masks = RegionMasksd("pred", gli.region_classes())({"pred": classes})["pred"]
+    assert masks.shape == (6, 6, 6, 6)
+    slabs = {name: [int(masks[r, s].all()) for s in range(4)] for r, name in enumerate(gli.region_names)}
+    assert slabs == {
+        "netc": [1, 0, 0, 0],
+        "snfh": [0, 1, 0, 0],
+        "et": [0, 0, 1, 0],
+        "rc": [0, 0, 0, 1],
+        "tc": [1, 0, 1, 0],
+        "wt": [1, 1, 1, 0],
+    }
+    assert int(masks[:, 4:].sum()) == 0  # background in no region
+    brats = load_task("brats2021")  # classes 1 NCR/NET, 2 edema, 3 enhancing; regions WT, TC, ET
+    masks = RegionMasksd("pred", brats.region_classes())({"pred": classes.clamp(max=3)})["pred"]
+    assert [int(masks[r, 2].all()) for r in range(3)] == [1, 1, 1] and int(masks[1, 1].any()) == 0
 
 
 def test_relabel_small_enhancing():

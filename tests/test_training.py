@@ -292,11 +292,10 @@ def test_validation_key_metric_scores_false_enhancing_tumour_on_an_et_free_case_
     def validate(pred):
         """The configured metrics on one validation case, as the validator runs them."""
         engine = Engine(lambda _engine, batch: batch)
-        for name in ("val_mean_dice", "val_dice_et"):
-            section = "key_metric" if name == "val_mean_dice" else "additional_metrics"
-            metric = parser.get_parsed_content(f"validate#{section}#{name}", lazy=False)
-            metric.attach(engine, name)
-        item = {"pred": pred, "label": truth, "pred_et": pred[2:], "label_et": truth[2:]}
+        parser.get_parsed_content("validate#key_metric#val_mean_dice", lazy=False).attach(engine, "val_mean_dice")
+        regions = parser.get_parsed_content("validate#additional_metrics", lazy=False)  # one per region of the task
+        regions["val_dice_et"].attach(engine, "val_dice_et")
+        item = {"pred": pred, "label": truth, "pred_ET": pred[2:], "label_ET": truth[2:]}
         engine.run([[item]])
         return engine.state.metrics
 

@@ -1,69 +1,37 @@
-"""Dataset layouts and label conventions.
+"""File-name facts shared by every task, and label conversions by task.
 
-Canonical order used everywhere in this package (the order of MONAI's Decathlon Task01 and of the Model Zoo's
-``brats_mri_segmentation``):
+The label schemes (which classes a dataset has, which values it stores them as, which regions are evaluated) are
+task definitions (``custom_nets.data.tasks``); the functions here take a task name (or an earlier datalist's label
+convention: ``brats2023`` is the task ``gli``, ``decathlon`` the task ``msd``) or a ``Task``.
 
-- image channels: 0 FLAIR, 1 T1, 2 T1ce (T1 with gadolinium), 3 T2;
-- classes: 0 background, 1 necrotic / non-enhancing tumour core (NCR/NET), 2 edema (ED), 3 enhancing tumour (ET);
-- evaluated regions: WT (whole tumour) = classes 1, 2, 3; TC (tumour core) = 1, 3; ET = 3.
-
-Each convention maps canonical class ``i`` to the label value ``CLASS_LABELS[convention][i]`` stored on disk.
+``CHANNELS`` is the sequence order of every shipped task (the order of MONAI's Decathlon Task01 and of the Model
+Zoo's ``brats_mri_segmentation``): 0 FLAIR, 1 T1, 2 T1ce (T1 with gadolinium), 3 T2.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from custom_nets.data.tasks import Layout, Task, load_task
+
 CHANNELS = ("flair", "t1", "t1ce", "t2")
-CLASSES = ("background", "NCR/NET", "edema", "enhancing")
-REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
-
-CLASS_LABELS = {
-    "brats2021": (0, 1, 2, 4),  # BraTS 2020/2021: 1 NCR/NET, 2 ED, 4 ET
-    "brats2023": (0, 1, 2, 3),  # BraTS 2023 glioma: 1 NCR, 2 ED, 3 ET
-    "decathlon": (0, 2, 1, 3),  # MSD Task01: 1 edema, 2 non-enhancing tumour, 3 enhancing tumour
-}
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How one dataset family names its files (per case folder) and which label convention it uses."""
-
-    name: str
-    modality_suffixes: tuple[str, str, str, str]  # in CHANNELS order
-    label_suffix: str
-    label_convention: str
-
-
-BRATS2021 = Layout("brats2021", ("_flair", "_t1", "_t1ce", "_t2"), "_seg", "brats2021")
-BRATS2023 = Layout("brats2023", ("-t2f", "-t1n", "-t1c", "-t2w"), "-seg", "brats2023")
-FOLDER_LAYOUTS = (BRATS2021, BRATS2023)
-DICOM_ONLY = Layout("dicom", ("", "", "", ""), "", "brats2023")  # a folder of DICOM cases: labels 1, 2, 3
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+DECATHLON = Layout("decathlon", ("", "", "", ""), "")
+DICOM_ONLY = Layout("dicom", ("", "", "", ""), "")  # a folder of DICOM cases: the task names the labels
+
+__all__ = ["CHANNELS", "DECATHLON", "DICOM_ONLY", "NIFTI_EXTENSIONS", "Layout", "from_canonical", "labels_to_classes"]
 
 
-def labels_to_classes(labels: np.ndarray, convention: str) -> np.ndarray:
-    """A stored label map as canonical classes (uint8); values outside the convention become background."""
-    classes = np.zeros(labels.shape, dtype=np.uint8)
-    for canonical, value in enumerate(_labels(convention)):
-        if canonical:
-            classes[labels == value] = canonical
-    return classes
+def labels_to_classes(labels: np.ndarray, task: str | Task) -> np.ndarray:
+    """A stored label map as the task's class indices (uint8); values outside the task become background."""
+    return load_task(task).labels_to_classes(labels)
 
 
-def to_canonical(convention: str) -> tuple[list[int], list[int]]:
-    """``(orig_labels, target_labels)`` for ``monai.transforms.MapLabelValued``: stored labels -> canonical classes."""
-    return list(_labels(convention)), list(range(len(CLASSES)))
+def to_canonical(task: str | Task) -> tuple[list[int], list[int]]:
+    """``(orig_labels, target_labels)`` for ``monai.transforms.MapLabelValued``: stored labels -> class indices."""
+    return load_task(task).to_classes()
 
 
-def from_canonical(convention: str) -> tuple[list[int], list[int]]:
-    """``(orig_labels, target_labels)`` for ``MapLabelValued``: canonical classes -> stored labels."""
-    return list(range(len(CLASSES))), list(_labels(convention))
-
-
-def _labels(convention: str) -> tuple[int, ...]:
-    if convention not in CLASS_LABELS:
-        raise ValueError(f"unknown label convention {convention!r}; expected one of {sorted(CLASS_LABELS)}.")
-    return CLASS_LABELS[convention]
+def from_canonical(task: str | Task) -> tuple[list[int], list[int]]:
+    """``(orig_labels, target_labels)`` for ``MapLabelValued``: class indices -> stored labels."""
+    return load_task(task).from_classes()

@@ -1,9 +1,11 @@
 """Scanning BraTS-style datasets into MONAI datalists with deterministic folds.
 
-Recognised layouts (see ``conventions``): BraTS 2020/2021 and BraTS 2023 glioma (one folder per case), and the
-Medical Segmentation Decathlon's Task01_BrainTumour (``dataset.json``, one 4D image per case). The datalist JSON::
+Recognised layouts: those of the task definitions (``custom_nets.data.tasks``): the BraTS 2020/2021 and BraTS 2023+
+file names (one folder per case), and the Medical Segmentation Decathlon's Task01_BrainTumour (``dataset.json``, one
+4D image per case). Every datalist names its task (given, or chosen from the case ids and the layout, see
+``choose_task``), and its label values are checked against that task. The datalist JSON::
 
-    {"layout": "brats2021", "label_convention": "brats2021", "channels": ["flair", "t1", "t1ce", "t2"],
+    {"layout": "brats2021", "task": "brats2021", "channels": ["flair", "t1", "t1ce", "t2"],
      "num_folds": 5, "seed": 0,
      "training": [{"case": "BraTS2021_00000", "image": [flair, t1, t1ce, t2], "label": seg, "fold": 3}, ...],
      "testing": [{"case": ..., "image": [...]}, ...]}
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,12 +26,25 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-from custom_nets.data.conventions import CHANNELS, CLASS_LABELS, DICOM_ONLY, FOLDER_LAYOUTS, NIFTI_EXTENSIONS, Layout
+from custom_nets.data.conventions import CHANNELS, DECATHLON, DICOM_ONLY, NIFTI_EXTENSIONS, Layout
+from custom_nets.data.errors import DataError
+from custom_nets.data.tasks import Task, TaskError, load_task, shipped_tasks, task_of_cases, tasks_fitting
 from custom_nets.utils import write_json
 
+__all__ = ["DataError", "choose_task", "make_datalist", "read_datalist_task", "scan_dataset", "write_datalist"]
+# without a task: a folder layout's own scheme (BraTS 2023+ ids name their challenge and come first)
+LAYOUT_TASKS = {"brats2021": "brats2021", "brats2023": "gli", "decathlon": "msd"}
 
-class DataError(ValueError):
-    """A dataset problem a user can fix: the message names the case, the file and what was expected."""
+
+def folder_layouts(task: Task | None = None) -> list[Layout]:
+    """The case-folder layouts to look for: the task's, or those of every shipped task."""
+    tasks = [task] if task is not None else [load_task(name) for name in shipped_tasks()]
+    layouts: dict[str, Layout] = {}
+    for t in tasks:
+        for layout in t.layouts:
+            if any(layout.sequence_suffixes):
+                layouts.setdefault(layout.name, layout)
+    return list(layouts.values())
 
 
 def _is_nifti(name: str) -> bool:
@@ -40,23 +55,30 @@ def _find(folder: str, names: list[str], suffix: str) -> list[str]:
     return [os.path.join(folder, n) for n in names if any(n.endswith(suffix + ext) for ext in NIFTI_EXTENSIONS)]
 
 
-def _detect_folder_layout(data_dir: str, folders: dict[str, list[str]]) -> Layout:
-    votes = {layout.name: 0 for layout in FOLDER_LAYOUTS}
+def _detect_folder_layout(data_dir: str, folders: dict[str, list[str]], layouts: list[Layout]) -> Layout:
+    votes = {layout.name: 0 for layout in layouts}
     for folder, names in folders.items():
-        for layout in FOLDER_LAYOUTS:
-            votes[layout.name] += sum(bool(_find(folder, names, s)) for s in layout.modality_suffixes)
-    best = max(FOLDER_LAYOUTS, key=lambda layout: votes[layout.name])
-    if votes[best.name] == 0:
+        for layout in layouts:
+            votes[layout.name] += sum(bool(_find(folder, names, s)) for s in layout.sequence_suffixes)
+    best = max(layouts, key=lambda layout: votes[layout.name]) if layouts else None
+    if best is None or votes[best.name] == 0:
+        expected = "; ".join(
+            f"{layout.name}: <case>{'/'.join(layout.sequence_suffixes)}[{layout.label_suffix}].nii.gz"
+            for layout in layouts
+        )
         raise DataError(
-            f"{data_dir}: unrecognised dataset. Expected case folders holding BraTS 2020/2021 files "
-            f"(<case>_flair/_t1/_t1ce/_t2[_seg].nii.gz), BraTS 2023 files (<case>-t2f/-t1n/-t1c/-t2w[-seg].nii.gz), "
-            f"or a Decathlon Task01 folder with dataset.json."
+            f"{data_dir}: unrecognised dataset. Expected case folders holding {expected}, or a Decathlon Task01 "
+            f"folder with dataset.json."
         )
     return best
 
 
 def _scan_folders(
-    data_dir: str, problems: list | None, required: Sequence[str], dicom: bool = False
+    data_dir: str,
+    problems: list | None,
+    required: Sequence[str] | None,
+    dicom: Callable[[str], bool] | None,
+    task: Task | None,
 ) -> tuple[Layout, list[dict[str, Any]]]:
     folders, dicom_cases = {}, []
     for name in sorted(os.listdir(data_dir)):
@@ -65,22 +87,20 @@ def _scan_folders(
             names = sorted(n for n in os.listdir(path) if _is_nifti(n))
             if names:
                 folders[path] = names
-            elif dicom:
-                from custom_nets.dicom.series import is_dicom_case  # the DICOM package imports this module
-
-                if is_dicom_case(path):
-                    dicom_cases.append({"case": name, "dicom": path})
+            elif dicom is not None and dicom(path):
+                dicom_cases.append({"case": name, "dicom": path})
     if not folders and not dicom_cases:
         raise DataError(
             f"{data_dir}: no case folders with {'NIfTI or DICOM' if dicom else 'NIfTI'} files found (an empty or "
             f"unrecognised folder). Expected one folder per case in the BraTS 2020/2021 or 2023 layout"
             f"{', a folder of DICOM series per case' if dicom else ''}, or a Decathlon Task01 folder with dataset.json."
         )
-    layout = _detect_folder_layout(data_dir, folders) if folders else DICOM_ONLY
+    layout = _detect_folder_layout(data_dir, folders, folder_layouts(task)) if folders else DICOM_ONLY
+    sequences = task.sequences if task is not None else CHANNELS
     cases = []
     for folder, names in folders.items():
         try:
-            cases.append(_folder_case(folder, names, layout, required))
+            cases.append(_folder_case(folder, names, layout, sequences if required is None else required, sequences))
         except DataError as e:
             if problems is None:
                 raise
@@ -88,10 +108,12 @@ def _scan_folders(
     return layout, sorted(cases + dicom_cases, key=lambda entry: entry["case"])
 
 
-def _folder_case(folder: str, names: list[str], layout: Layout, required: Sequence[str]) -> dict[str, Any]:
+def _folder_case(
+    folder: str, names: list[str], layout: Layout, required: Sequence[str], sequences: Sequence[str]
+) -> dict[str, Any]:
     case = os.path.basename(folder)
     images = []
-    for channel, suffix in zip(CHANNELS, layout.modality_suffixes, strict=True):
+    for channel, suffix in zip(sequences, layout.sequence_suffixes, strict=True):
         found = _find(folder, names, suffix)
         if not found and channel not in required:
             images.append(None)
@@ -148,24 +170,57 @@ def _scan_decathlon(data_dir: str, problems: list | None) -> tuple[Layout, list[
             problems.append((case, str(e)))
     if not cases:
         raise DataError(f"{index}: lists no cases.")
-    return Layout("decathlon", ("", "", "", ""), "", "decathlon"), cases
+    return DECATHLON, cases
 
 
 def scan_dataset(
-    data_dir: str, problems: list | None = None, required: Sequence[str] = CHANNELS, dicom: bool = False
+    data_dir: str,
+    problems: list | None = None,
+    required: Sequence[str] | None = None,
+    dicom: Callable[[str], bool] | None = None,
+    task: str | Task | None = None,
 ) -> tuple[Layout, list[dict[str, Any]]]:
     """Finds every case of ``data_dir`` (absolute paths); cases without a segmentation have no ``label`` key.
 
     A case with missing files raises ``DataError``, unless ``problems`` is a list: then ``(case, message)`` is
     appended to it and the case left out (inference goes on with the other cases). Modalities outside ``required``
-    may be missing (synthesis): their place in ``image`` holds None. With ``dicom``, a case folder without NIfTI
-    files but with DICOM files is a DICOM case ``{"case", "dicom": folder}`` (see ``custom_nets.dicom``); a folder of
-    DICOM cases alone takes the BraTS 2023 label convention (labels 1, 2, 3 as the DICOM segments)."""
+    may be missing (synthesis): their place in ``image`` holds None; by default all the task's sequences are
+    required. With ``task`` only its layouts are looked for (else every shipped task's). With ``dicom`` (a test of a
+    folder, e.g. ``custom_nets.dicom.series.is_dicom_case``), a case folder without NIfTI files that passes it is a
+    DICOM case ``{"case", "dicom": folder}``."""
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: dataset folder does not exist.")
+    task = load_task(task) if task is not None else None
     if os.path.isfile(os.path.join(data_dir, "dataset.json")):
         return _scan_decathlon(data_dir, problems)
-    return _scan_folders(data_dir, problems, required, dicom)
+    return _scan_folders(data_dir, problems, required, dicom, task)
+
+
+def choose_task(data_dir: str, layout: Layout, cases: Sequence[str], requested: str | Task | None = None) -> Task:
+    """The task of a scanned dataset: ``requested`` when given, else the one the BraTS 2023+ case ids name
+    (``BraTS-GLI-``, ``BraTS-PED-``, ...), else the layout's (BraTS 2021 files: ``brats2021``; BraTS 2023 files:
+    ``gli``; Decathlon: ``msd``). A shipped task that the case ids or the file layout contradict is refused with
+    ``DataError``."""
+    try:
+        from_ids = task_of_cases(cases)
+    except TaskError as e:
+        raise DataError(f"{data_dir}: {e}") from e
+    if requested is None:
+        return load_task(from_ids or LAYOUT_TASKS.get(layout.name, "gli"))
+    task = load_task(requested)
+    if task.shipped and from_ids and from_ids != task.name:
+        example = next(c for c in cases if task_of_cases([c]) == from_ids)
+        raise DataError(
+            f"{data_dir}: the case ids are those of the task {from_ids} (e.g. {example}), not {task.name}; "
+            f"use --task {from_ids}, or a task JSON of your own."
+        )
+    names = [lay.name for lay in task.layouts]
+    if layout.name not in ("dicom", *names):
+        raise DataError(
+            f"{data_dir}: the files are in the {layout.name} layout, which the task {task.name} does not read "
+            f"(it reads {names}); choose the task of this dataset or add the layout to the task's JSON."
+        )
+    return task
 
 
 def _read(path: str, case: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
@@ -191,13 +246,12 @@ def check_case_grid(entry: dict[str, Any]) -> tuple[str, tuple[int, ...], np.nda
     one_4d_image = not isinstance(entry["image"], list)
     images = [entry["image"]] if one_4d_image else entry["image"]
     reference = None
+    channels = len(entry.get("sequences", CHANNELS))
     for path in images:
         header = _header(path, case)
         shape, affine = tuple(header.shape), header.affine
-        if one_4d_image and (len(shape) != 4 or shape[3] != len(CHANNELS)):
-            raise DataError(
-                f"case {case}: {path} has shape {shape}, expected a 4D image with {len(CHANNELS)} channels."
-            )
+        if one_4d_image and (len(shape) != 4 or shape[3] != channels):
+            raise DataError(f"case {case}: {path} has shape {shape}, expected a 4D image with {channels} channels.")
         if not one_4d_image and len(shape) != 3:
             raise DataError(f"case {case}: {path} has shape {shape}, expected a 3D volume.")
         if reference is None:
@@ -233,11 +287,13 @@ def check_image_files(entry: dict[str, Any]) -> None:
         _read(entry["label"], case)
 
 
-def verify_case(entry: dict[str, Any], convention: str) -> None:
+def verify_case(entry: dict[str, Any], task: str | Task, layout: str | None = None) -> None:
     """Reads every file of one case and raises ``DataError`` on unreadable files, mismatched shapes or affines,
-    non-finite voxels, an empty image, a wrong channel count or label values outside ``convention``."""
+    non-finite voxels, an empty image, a wrong channel count or label values outside ``task`` (naming the shipped
+    tasks of ``layout`` that would fit)."""
+    task = load_task(task)
     case = entry["case"]
-    reference_path, reference_shape, reference_affine = check_case_grid(entry)
+    reference_path, reference_shape, reference_affine = check_case_grid({**entry, "sequences": task.sequences})
     check_image_files({k: v for k, v in entry.items() if k != "label"})
     if "label" in entry:
         path = entry["label"]
@@ -246,13 +302,21 @@ def verify_case(entry: dict[str, Any], convention: str) -> None:
             raise DataError(f"case {case}: label {path} has shape {shape}, expected {reference_shape}.")
         if not np.allclose(affine, reference_affine, atol=1e-3):
             raise DataError(f"case {case}: the affine of label {path} differs from that of {reference_path}.")
-        allowed = CLASS_LABELS[convention]
+        allowed = task.label_values
         values = np.unique(data)
         unexpected = [v.item() for v in values if not np.isfinite(v) or v not in allowed]
         if unexpected:
+            present = [int(v) for v in values if np.isfinite(v) and float(v).is_integer()]
+            fitting = [t for t in tasks_fitting(present, layout) if t.name != task.name]
+            hint = (
+                "; tasks that fit: "
+                + "; ".join(f"{t.name} ({t.description})" for t in fitting[:3])
+                + f": use --task {fitting[0].name}"
+                if fitting and len(present) == len(values)
+                else "; give a task JSON of your own (see the README's 'Bring your own labels')"
+            )
             raise DataError(
-                f"case {case}: label {path} holds values {unexpected[:10]} outside the {convention} convention "
-                f"{list(allowed)}."
+                f"case {case}: label {path} holds values {unexpected[:10]} outside the task {task.summary()}{hint}."
             )
 
 
@@ -268,13 +332,19 @@ def assign_folds(cases: list[str], num_folds: int, seed: int) -> dict[str, int]:
 
 
 def make_datalist(
-    data_dir: str, num_folds: int = 5, seed: int = 0, verify: bool = True, base_dir: str | None = None
+    data_dir: str,
+    num_folds: int = 5,
+    seed: int = 0,
+    verify: bool = True,
+    base_dir: str | None = None,
+    task: str | Task | None = None,
 ) -> dict[str, Any]:
     """Builds the datalist dictionary; paths are made relative to ``base_dir`` when it is given."""
-    layout, cases = scan_dataset(data_dir)
+    layout, cases = scan_dataset(data_dir, task=task)
+    task = choose_task(data_dir, layout, [c["case"] for c in cases], task)
     if verify:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            jobs = [pool.submit(verify_case, entry, layout.label_convention) for entry in cases]
+            jobs = [pool.submit(verify_case, entry, task, layout.name) for entry in cases]
             for job in tqdm(jobs, desc="verify", unit="case", disable=len(jobs) < 10):
                 job.result()
     labelled = [c["case"] for c in cases if "label" in c]
@@ -294,8 +364,10 @@ def make_datalist(
     return {
         "description": f"Datalist of {os.path.abspath(data_dir)} made by custom_nets.data",
         "layout": layout.name,
-        "label_convention": layout.label_convention,
-        "channels": list(CHANNELS),
+        "task": task.name if task.shipped else task.source,
+        "labels": dict(zip(task.class_names, task.label_values, strict=True)),
+        "regions": {r.name: list(r.labels) for r in task.regions},
+        "channels": list(task.sequences),
         "num_folds": num_folds,
         "seed": seed,
         "training": training,
@@ -304,29 +376,49 @@ def make_datalist(
 
 
 def write_datalist(
-    data_dir: str, output_file: str | None = None, num_folds: int = 5, seed: int = 0, verify: bool = True
+    data_dir: str,
+    output_file: str | None = None,
+    num_folds: int = 5,
+    seed: int = 0,
+    verify: bool = True,
+    task: str | None = None,
 ) -> str:
     """Scans (and by default fully reads and checks) ``data_dir`` and writes a MONAI datalist JSON.
 
     Args:
-        data_dir: a BraTS 2020/2021, BraTS 2023 or Decathlon Task01 dataset folder.
+        data_dir: a dataset folder: case folders in a task's layout (BraTS 2020/2021 or 2023+ file names), or a
+            Decathlon Task01 folder.
         output_file: where to write; defaults to ``<data_dir>/datalist.json``. Nothing is written on any error.
         num_folds: number of cross-validation folds of the labelled cases.
         seed: fold shuffling seed; the same seed and cases give the same folds.
         verify: read every file to check readability, shapes, affines, finiteness and label values.
+        task: a shipped task (``python -c "import custom_nets.data.tasks as t; print(t.shipped_tasks())"``) or a
+            task JSON file; by default chosen from the case ids (BraTS 2023+) or the layout.
     """
     output_file = os.path.abspath(output_file or os.path.join(data_dir, "datalist.json"))
-    datalist = make_datalist(data_dir, num_folds, seed, verify, base_dir=os.path.dirname(output_file))
+    datalist = make_datalist(data_dir, num_folds, seed, verify, base_dir=os.path.dirname(output_file), task=task)
     write_json(output_file, datalist)
     print(
         f"{output_file}: {len(datalist['training'])} labelled and {len(datalist['testing'])} unlabelled cases "
-        f"({datalist['layout']}, {num_folds} folds)"
+        f"({datalist['layout']}, task {datalist['task']}, {num_folds} folds)"
     )
     return output_file
 
 
+def read_datalist_task(datalist_file: str, default: str = "brats2021") -> str:
+    """The task a datalist was made for; a datalist of an earlier version names its label convention instead
+    (``brats2021``, ``brats2023`` = ``gli``, ``decathlon`` = ``msd``). Without a datalist file, ``default`` (a config
+    that only builds the networks needs no data; training stops at the missing datalist itself)."""
+    if not os.path.isfile(datalist_file):
+        return default
+    try:
+        return read_datalist_field(datalist_file, "task")
+    except DataError:
+        return read_datalist_field(datalist_file, "label_convention")
+
+
 def read_datalist_field(datalist_file: str, field: str) -> Any:
-    """One top-level field of a datalist (e.g. ``label_convention``), with an error naming the file if absent."""
+    """One top-level field of a datalist (e.g. ``task``), with an error naming the file if absent."""
     try:
         with open(datalist_file) as f:
             datalist = json.load(f)

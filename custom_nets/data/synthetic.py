@@ -1,4 +1,4 @@
-"""A synthetic BraTS-like dataset: procedural skull-stripped brains with gliomas, written in the BraTS 2021 layout.
+"""Synthetic BraTS-like datasets: procedural skull-stripped brains with tumours, one scheme per task.
 
 Each case is drawn from its own random stream (seeded by ``(seed, case index)``), so the same seed gives the same
 bytes and any case can be regenerated alone. Anatomy: an irregular brain outline, a cortical grey-matter ribbon with
@@ -6,6 +6,12 @@ gyri and sulci, white matter, the interhemispheric fissure, lateral ventricles a
 irregular lesion with a necrotic core (label 1), an enhancing rim (label 4, bright on T1ce only) and surrounding
 edema (label 2, bright on T2 and FLAIR, spreading through white matter); some cases have no enhancing tumour.
 Each modality has its own tissue contrasts, a smooth bias field, partial-volume blur and Rician noise.
+
+Per task (``--task``; written in the BraTS 2021 layout for ``brats2021``, else in the BraTS 2023+ layout with the
+challenge's case ids, e.g. ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1c.nii.gz``): ``gli`` adds a resection cavity
+(dark on T1, T1ce and FLAIR, bright on T2) beside residual tumour in about half the cases; ``ped`` a cyst (bright on
+T2, not suppressed on FLAIR) in most; ``mets`` replaces the glioma by two to five small enhancing lesions, some with
+a necrotic core, and a cavity in some cases; ``men`` and ``goat`` an extra-axial dural-based mass that enhances.
 """
 
 from __future__ import annotations
@@ -23,15 +29,25 @@ from tqdm import tqdm
 from custom_nets.utils import save_nifti
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
-BACKGROUND, CSF, GREY, WHITE, NECROSIS, EDEMA, ENHANCING = range(7)
+BACKGROUND, CSF, GREY, WHITE, NECROSIS, EDEMA, ENHANCING, CAVITY, CYST = range(9)
 # relative intensities per tissue class (index as above) and modality
 CONTRAST = {
-    "t1": (0.0, 0.25, 0.65, 0.85, 0.30, 0.55, 0.62),
-    "t1ce": (0.0, 0.25, 0.65, 0.85, 0.25, 0.55, 1.45),
-    "t2": (0.0, 1.50, 0.85, 0.60, 1.30, 1.15, 0.90),
-    "flair": (0.0, 0.15, 0.80, 0.60, 0.60, 1.40, 1.00),
+    "t1": (0.0, 0.25, 0.65, 0.85, 0.30, 0.55, 0.62, 0.18, 0.32),
+    "t1ce": (0.0, 0.25, 0.65, 0.85, 0.25, 0.55, 1.45, 0.18, 0.32),
+    "t2": (0.0, 1.50, 0.85, 0.60, 1.30, 1.15, 0.90, 1.60, 1.70),
+    "flair": (0.0, 0.15, 0.80, 0.60, 0.60, 1.40, 1.00, 0.10, 0.55),
 }
 BRATS_LABEL = {NECROSIS: 1, EDEMA: 2, ENHANCING: 4}
+# the task's class (by name) each tumour tissue is labelled as; a tissue a task has no class for is not drawn
+SCHEMES = {
+    "brats2021": {NECROSIS: "NCR/NET", EDEMA: "edema", ENHANCING: "enhancing"},
+    "msd": {NECROSIS: "non-enhancing", EDEMA: "edema", ENHANCING: "enhancing"},
+    "gli": {NECROSIS: "NETC", EDEMA: "SNFH", ENHANCING: "ET", CAVITY: "RC"},
+    "mets": {NECROSIS: "NETC", EDEMA: "SNFH", ENHANCING: "ET", CAVITY: "RC"},
+    "ped": {ENHANCING: "ET", NECROSIS: "NETC", CYST: "CC", EDEMA: "ED"},
+    "men": {NECROSIS: "NETC", EDEMA: "SNFH", ENHANCING: "ET"},
+    "goat": {NECROSIS: "NETC", EDEMA: "SNFH", ENHANCING: "ET"},
+}
 
 
 def smooth_noise(rng: np.random.Generator, shape: Sequence[int], cells: int) -> np.ndarray:
@@ -91,10 +107,82 @@ def add_tumour(rng: np.random.Generator, tissue: np.ndarray, enhancing: bool) ->
     return tissue
 
 
+def _sphere(shape: Sequence[int], centre: Sequence[float], radius: float, rng: np.random.Generator) -> np.ndarray:
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
+    distance = np.sqrt(sum((grid[i] - centre[i]) ** 2 for i in range(3))) / radius
+    return distance * np.exp(-0.25 * smooth_noise(rng, shape, 6)) < 1.0
+
+
+def _tumour_box(tissue: np.ndarray) -> tuple[np.ndarray, float]:
+    lesion = np.argwhere(np.isin(tissue, (NECROSIS, ENHANCING)))
+    if len(lesion) == 0:
+        lesion = np.argwhere(tissue == EDEMA)
+    centre = lesion.mean(0)
+    return centre, float(np.abs(lesion - centre).max(0).mean())
+
+
+def add_cavity(rng: np.random.Generator, tissue: np.ndarray) -> np.ndarray:
+    """A resection cavity (CSF-like) centred beside the tumour core, taking half of it: residual tumour remains."""
+    centre, extent = _tumour_box(tissue)
+    direction = rng.standard_normal(3)
+    centre = centre + direction / np.linalg.norm(direction) * 0.6 * extent
+    cavity = _sphere(tissue.shape, centre, rng.uniform(0.6, 0.8) * extent, rng) & (tissue > BACKGROUND)
+    tissue[cavity] = CAVITY
+    return tissue
+
+
+def add_cyst(rng: np.random.Generator, tissue: np.ndarray) -> np.ndarray:
+    """A cyst inside the tumour, off its centre, with its enhancing or non-enhancing wall around it."""
+    centre, extent = _tumour_box(tissue)
+    centre = centre + rng.uniform(-0.3, 0.3, 3) * extent
+    tissue[_sphere(tissue.shape, centre, rng.uniform(0.35, 0.55) * extent, rng) & (tissue > BACKGROUND)] = CYST
+    return tissue
+
+
+def add_metastases(rng: np.random.Generator, tissue: np.ndarray) -> np.ndarray:
+    """Two to five small enhancing lesions in the brain, some with a necrotic core, each with its own edema."""
+    shape = tissue.shape
+    brain = tissue > BACKGROUND
+    candidates = np.argwhere(ndimage.binary_erosion(tissue >= GREY, iterations=max(2, min(shape) // 8)))
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
+    for _ in range(int(rng.integers(2, 6))):
+        centre = candidates[rng.integers(len(candidates))]
+        radius = rng.uniform(0.03, 0.07) * min(shape)
+        distance = np.sqrt(sum((grid[i] - centre[i]) ** 2 for i in range(3))) / radius
+        distance *= np.exp(-0.2 * smooth_noise(rng, shape, 8))
+        tissue[brain & (distance < rng.uniform(1.8, 2.8)) & (tissue != ENHANCING) & (tissue != NECROSIS)] = EDEMA
+        tissue[brain & (distance < 1.0)] = ENHANCING
+        if rng.random() < 0.5:
+            tissue[brain & (distance < 0.5)] = NECROSIS
+    return tissue
+
+
+def add_meningioma(rng: np.random.Generator, tissue: np.ndarray) -> np.ndarray:
+    """An extra-axial dural-based mass: a dome on the brain's outer surface that enhances, pushing into the brain,
+    with edema in the brain beside it and sometimes a non-enhancing core."""
+    shape = tissue.shape
+    brain = tissue > BACKGROUND
+    surface = np.argwhere(brain & ~ndimage.binary_erosion(brain, iterations=2))
+    surface = surface[surface[:, 2] > shape[2] * 0.4]  # the convexity, not the skull base
+    centre = surface[rng.integers(len(surface))].astype(np.float32)
+    radius = rng.uniform(0.12, 0.18) * min(shape)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
+    distance = np.sqrt(sum((grid[i] - centre[i]) ** 2 for i in range(3))) / radius
+    distance *= np.exp(-0.15 * smooth_noise(rng, shape, 6))
+    mass = distance < 1.0
+    tissue[brain & ~mass & (distance < rng.uniform(1.3, 1.6)) & (tissue == WHITE)] = EDEMA
+    tissue[mass] = ENHANCING  # the mass is kept in the skull-stripped volume, as BraTS-MEN keeps it
+    if rng.random() < 0.4:
+        tissue[distance < 0.4] = NECROSIS
+    return tissue
+
+
 def render(rng: np.random.Generator, tissue: np.ndarray, modality: str) -> np.ndarray:
     """One modality's image from the tissue map: contrast, texture, partial volume, bias field, Rician noise."""
     shape = tissue.shape
-    contrast = np.asarray(CONTRAST[modality], dtype=np.float32) * rng.uniform(0.95, 1.05, len(CONTRAST[modality]))
+    contrast = np.asarray(CONTRAST[modality], dtype=np.float32).astype(np.float64)
+    # jitter of the seven original tissues only, so that a BraTS 2021 case draws the same random numbers as ever
+    contrast[: ENHANCING + 1] *= rng.uniform(0.95, 1.05, ENHANCING + 1)
     image = contrast[tissue] * (1 + 0.04 * smooth_noise(rng, shape, 20))
     image = ndimage.gaussian_filter(image, sigma=0.6)
     image *= np.exp(0.12 * smooth_noise(rng, shape, 2))
@@ -109,14 +197,35 @@ def brats_affine(shape: Sequence[int]) -> np.ndarray:
     return np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, shape[1] - 1], [0, 0, 1.0, 0], [0, 0, 0, 1]])
 
 
-def synthesize_case(seed: int, index: int, shape: Sequence[int]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Returns ({modality: float32 image}, uint8 BraTS 2021 labels {0, 1, 2, 4}) of case ``index``."""
+def synthesize_case(
+    seed: int, index: int, shape: Sequence[int], task: str = "brats2021"
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Returns ({modality: float32 image}, uint8 labels in the task's stored values) of case ``index``; for
+    ``brats2021`` the BraTS 2021 labels {0, 1, 2, 4}, byte for byte as before tasks existed."""
+    from custom_nets.data.tasks import load_task
+
+    definition = load_task(task)
+    if definition.name not in SCHEMES:
+        raise ValueError(f"no synthetic scheme for the task {definition.name!r}; there are {sorted(SCHEMES)}.")
     rng = np.random.default_rng([seed, index])
-    tissue = add_tumour(rng, brain_tissue(rng, shape), enhancing=rng.random() > 0.25)
+    tissue = brain_tissue(rng, shape)
+    if definition.name == "mets":
+        tissue = add_metastases(rng, tissue)
+        if rng.random() < 0.3:
+            tissue = add_cavity(rng, tissue)
+    elif definition.name in ("men", "goat"):
+        tissue = add_meningioma(rng, tissue)
+    else:
+        tissue = add_tumour(rng, tissue, enhancing=rng.random() > 0.25)
+        if definition.name == "gli" and rng.random() < 0.5:
+            tissue = add_cavity(rng, tissue)
+        elif definition.name == "ped" and rng.random() < 0.7:
+            tissue = add_cyst(rng, tissue)
     images = {m: render(rng, tissue, m) for m in MODALITIES}
     labels = np.zeros(shape, dtype=np.uint8)
-    for tissue_class, label in BRATS_LABEL.items():
-        labels[tissue == tissue_class] = label
+    values = dict(zip(definition.class_names, definition.label_values, strict=True))
+    for tissue_class, class_name in SCHEMES[definition.name].items():
+        labels[tissue == tissue_class] = values[class_name]
     return images, labels
 
 
@@ -133,19 +242,34 @@ def synthesize(
     num_cases: int = 20,
     seed: int = 0,
     shape: Sequence[int] = (128, 128, 96),
-    prefix: str = "BraTS2021",
+    prefix: str | None = None,
     progress: bool = True,
+    task: str = "brats2021",
 ) -> list[str]:
-    """Writes ``num_cases`` synthetic cases in the BraTS 2021 layout under ``output_dir`` and returns their folders.
+    """Writes ``num_cases`` synthetic cases of ``task`` under ``output_dir`` and returns their folders.
 
     Args:
-        output_dir: dataset folder; one sub-folder ``<prefix>_<00000>`` per case.
+        output_dir: dataset folder; one sub-folder per case.
         num_cases: number of cases.
         seed: the same seed gives the same bytes.
         shape: volume size in voxels (1 mm isotropic); each axis at least 32.
-        prefix: case name prefix.
+        prefix: case name prefix; by default ``BraTS2021`` (cases ``BraTS2021_00000``) for ``brats2021`` and the
+            task's first case prefix otherwise (cases ``BraTS-GLI-00000-000``).
         progress: show a progress bar.
+        task: ``brats2021`` (BraTS 2021 layout), or ``gli``, ``mets``, ``ped``, ``men``, ``goat`` (BraTS 2023+
+            layout): see the module's docstring.
     """
+    from custom_nets.data.tasks import load_task
+
+    definition = load_task(task)
+    if definition.name not in SCHEMES or definition.name == "msd":
+        raise ValueError(
+            f"no synthetic scheme for the task {definition.name!r}; there are {sorted(set(SCHEMES) - {'msd'})}."
+        )
+    new_style = definition.name != "brats2021"
+    layout = definition.layout("brats2023" if new_style else "brats2021")
+    suffixes = dict(zip(definition.sequences, layout.sequence_suffixes, strict=True))
+    prefix = prefix or (definition.case_prefixes[0].rstrip("-_") if new_style else "BraTS2021")
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 32:
         raise ValueError(f"shape must be three sizes of at least 32 voxels, got {shape}.")
@@ -154,13 +278,16 @@ def synthesize(
     affine = brats_affine(shape)
     folders = []
     for index in tqdm(range(num_cases), desc="synthesize", disable=not progress):
-        case = f"{prefix}_{index:05d}"
+        case = f"{prefix}-{index:05d}-000" if new_style else f"{prefix}_{index:05d}"
         folder = os.path.join(output_dir, case)
         os.makedirs(folder, exist_ok=True)
-        images, labels = synthesize_case(seed, index, shape)
-        for modality, image in images.items():
-            _save(image, affine, os.path.join(folder, f"{case}_{modality}.nii.gz"))
-        _save(labels, affine, os.path.join(folder, f"{case}_seg.nii.gz"))
+        images, labels = synthesize_case(seed, index, shape, definition.name)
+        for sequence, suffix in suffixes.items():
+            _save(images[sequence], affine, os.path.join(folder, f"{case}{suffix}.nii.gz"))
+        _save(labels, affine, os.path.join(folder, f"{case}{layout.label_suffix}.nii.gz"))
         folders.append(folder)
-    print(f"{output_dir}: {num_cases} synthetic cases of {shape[0]}x{shape[1]}x{shape[2]} voxels (seed {seed})")
+    print(
+        f"{output_dir}: {num_cases} synthetic cases of {shape[0]}x{shape[1]}x{shape[2]} voxels (seed {seed}, task "
+        f"{definition.name})"
+    )
     return folders

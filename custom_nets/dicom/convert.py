@@ -12,7 +12,7 @@ import numpy as np
 from monai.data import ITKReader
 from pydicom.misc import is_dicom
 
-from custom_nets.data.datalist import DataError
+from custom_nets.data.errors import DataError
 from custom_nets.dicom.series import MAPPING_FILE, Series, assign_modalities, find_series
 from custom_nets.utils import atomic_path
 

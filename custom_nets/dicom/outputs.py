@@ -15,18 +15,26 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from custom_nets.data.datalist import DataError
+from custom_nets.data.errors import DataError
 from custom_nets.dicom.series import dicom_files, slice_order
 from custom_nets.utils import PARTIAL_PREFIX, atomic_path
 
 MANUFACTURER = "Vox2Vox MONAI bundle"
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # it logs every module it copies at INFO
-# canonical class -> (label, segmented property type); category: morphologically abnormal structure
-SEGMENTS = {
-    1: ("necrotic and non-enhancing tumour core", codes.SCT.Necrosis),
-    2: ("peritumoral edema", codes.SCT.Edema),
-    3: ("enhancing tumour", codes.SCT.Neoplasm),
-}
+
+
+def segments(task) -> dict[int, tuple[str, hd.sr.CodedConcept]]:
+    """Class index -> (segment label, segmented property type) from the task's ``codes`` (scheme, value, meaning;
+    a class without one is coded as a neoplasm); category: morphologically abnormal structure."""
+    from custom_nets.data.tasks import load_task
+
+    task = load_task(task)
+    found = {}
+    for index, name in enumerate(task.class_names[1:], start=1):
+        scheme, value, meaning = task.codes.get(name) or ("SCT", "108369006", "Neoplasm")
+        label = task.descriptions.get(name, name)
+        found[index] = (label, hd.sr.CodedConcept(value=str(value), scheme_designator=str(scheme), meaning=meaning))
+    return found
 
 
 def _version() -> str:
@@ -73,10 +81,12 @@ def frames_of(volume: np.ndarray, reference: nib.Nifti1Image, datasets: list[pyd
     return np.ascontiguousarray(np.transpose(volume, (2, 1, 0)))
 
 
-def write_segmentation(classes: np.ndarray, reference: nib.Nifti1Image, series_dir: str, path: str, case: str) -> str:
-    """A DICOM Segmentation (binary, one segment per tumour class present or not, coded with SNOMED CT) of the
-    canonical class map ``classes`` on the grid of ``reference``, referencing the series in ``series_dir``; written
-    atomically to ``path``."""
+def write_segmentation(
+    classes: np.ndarray, reference: nib.Nifti1Image, series_dir: str, path: str, case: str, task="brats2021"
+) -> str:
+    """A DICOM Segmentation (binary, one segment per class of the task present or not, coded as its ``codes`` say)
+    of the class map ``classes`` (the task's class indices) on the grid of ``reference``, referencing the series in
+    ``series_dir``; written atomically to ``path``."""
     datasets = read_series(series_dir)
     frames = frames_of(np.asarray(classes, dtype=np.uint8), reference, datasets, case)
     algorithm = hd.AlgorithmIdentificationSequence(
@@ -91,7 +101,7 @@ def write_segmentation(classes: np.ndarray, reference: nib.Nifti1Image, series_d
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
         )
-        for number, (label, concept) in SEGMENTS.items()
+        for number, (label, concept) in segments(task).items()
     ]
     segmentation = hd.seg.Segmentation(
         source_images=datasets,

@@ -19,7 +19,7 @@ import numpy as np
 import pydicom
 from pydicom.misc import is_dicom
 
-from custom_nets.data.datalist import DataError
+from custom_nets.data.errors import DataError
 
 DEFAULT_RULES = {
     "flair": r"flair",

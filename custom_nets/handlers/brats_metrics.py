@@ -1,18 +1,24 @@
-"""Per-case BraTS metrics for WT, TC and ET, as the official BraTS 2023+ evaluation computes them, written to CSV and
+"""Per-case metrics of the task's regions, as the official BraTS 2023+ evaluation computes them, written to CSV and
 summarised.
 
-The official numbers come from panoptica (BrainLesion, Apache-2.0) configured like the organisers' glioma evaluation:
-regions merged from the labels (ET = {3}, TC = {1, 3}, WT = {1, 2, 3} in the canonical classes, which are the BraTS
-2023 labels), lesions approximated by connected components, matched one to one by maximum bipartite matching on Dice
-with threshold 1e-6, then per region:
+The official numbers come from panoptica (BrainLesion, Apache-2.0) configured like the organisers' evaluation
+package: one label group per region of the task (a region of one label value is a ``LabelGroup``, of several a
+``LabelMergeGroup``, as in their six configs), lesions approximated by connected components, matched one to one by
+maximum bipartite matching on Dice with threshold 1e-6, then per region:
 
 - ``dice``, ``hd95``, ``nsd``: global (``global_bin_dsc``, ``global_bin_hd95``, ``global_bin_nsd``). HD95 is the 95th
   percentile of the surface distances of both directions pooled. panoptica 2.1.7 computes the global metrics at unit
   voxel spacing whatever spacing it is given (NSD tolerance 0.5 voxel), and the lesion-wise ones in mm from the spacing
-  (NSD tolerance: the smallest spacing); on BraTS's 1 mm grid, and on the evaluation's grid (``spacing``, 1 mm by
-  default), the two agree.
+  (NSD tolerance: the smallest spacing).
 - ``lesion_dice``, ``lesion_hd95``: the lesion-wise means (``sq_dsc``, ``sq_hd95``); ``lesion_tp``, ``lesion_fp``,
   ``lesion_fn``: matched, false and missed lesions.
+
+They are computed on the label maps as the organisers' code reads the files: the written prediction and the
+reference label file, each in its stored voxel order, as SimpleITK gives them to panoptica (axes reversed, (z, y, x),
+with SimpleITK's spacing, which is in (x, y, z) order). The order matters: when several predicted lesions overlap a
+reference lesion with the same Dice (one voxel each, say), the matching keeps the first in connected-component order,
+which follows the array's axis order and orientation, and that lesion's HD95 is the one reported (measured: 35.96 mm as
+nibabel reads the array, 37.29 mm in RAS, 36.59 mm as SimpleITK reads it, the organisers' value).
 
 Conventions: an infinite distance (one side empty) is 373 mm, the official penalty (the diameter of the SRI-24 cube).
 Both sides empty: Dice and NSD 1, HD95 0 (the BraTS convention); the lesion-wise values are NaN there, as the official
@@ -30,15 +36,15 @@ import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, get_confusion_matrix
 
+from custom_nets.data.errors import DataError
+from custom_nets.data.tasks import Task, load_task
 from custom_nets.handlers.case_metrics import CaseMetricsWriter
-from custom_nets.handlers.regions import REGION_CHANNELS, regions_to_classes
 
-REGIONS = ("WT", "TC", "ET")
-REGION_LABELS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 MISS_HD95 = 373.0
 OFFICIAL = ("dice", "hd95", "nsd", "lesion_dice", "lesion_hd95", "lesion_tp", "lesion_fp", "lesion_fn")
 MONAI = ("sensitivity", "specificity", "hd95_max_directed")
@@ -55,9 +61,20 @@ _PANOPTICA_KEYS = {
 }
 
 
-@lru_cache(maxsize=1)
-def official_evaluator():
-    """panoptica's evaluator configured like the BraTS 2023+ glioma evaluation (see the module's docstring)."""
+def metric_columns(task: str | Task) -> list[str]:
+    """``metrics.csv``'s columns: every metric of ``METRICS`` for every region of the task."""
+    return [f"{m}_{r}" for m in METRICS for r in load_task(task).region_names]
+
+
+def official_evaluator(task: str | Task = "brats2021"):
+    """panoptica's evaluator configured like the organisers' evaluation for the task's regions (see the module's
+    docstring)."""
+    task = load_task(task)
+    return _evaluator(tuple((r.name, r.labels) for r in task.regions))
+
+
+@lru_cache(maxsize=16)
+def _evaluator(regions: tuple[tuple[str, tuple[int, ...]], ...]):
     from panoptica import (
         ConnectedComponentsInstanceApproximator,
         InputType,
@@ -66,7 +83,7 @@ def official_evaluator():
         Panoptica_Evaluator,
     )
     from panoptica.utils.edge_case_handling import EdgeCaseHandler, EdgeCaseResult, MetricZeroTPEdgeCaseHandling
-    from panoptica.utils.label_group import LabelMergeGroup
+    from panoptica.utils.label_group import LabelGroup, LabelMergeGroup
     from panoptica.utils.segmentation_class import SegmentationClassGroups
 
     def zero_tp(result):
@@ -78,7 +95,10 @@ def official_evaluator():
         instance_approximator=ConnectedComponentsInstanceApproximator(),
         instance_matcher=MaxBipartiteMatching(matching_metric=Metric.DSC, matching_threshold=1e-6),
         segmentation_class_groups=SegmentationClassGroups(
-            {region.lower(): LabelMergeGroup(list(labels)) for region, labels in REGION_LABELS.items()}
+            {
+                name: LabelMergeGroup(list(labels)) if len(labels) > 1 else LabelGroup(list(labels))
+                for name, labels in regions
+            }
         ),
         edge_case_handler=EdgeCaseHandler(
             {
@@ -92,18 +112,32 @@ def official_evaluator():
     )
 
 
-def official_metrics(pred_classes: np.ndarray, truth_classes: np.ndarray, spacing: Sequence[float]) -> dict:
-    """``{metric}_{region}`` of ``OFFICIAL`` for one case, from canonical class maps (0 background, 1 NCR/NET,
-    2 edema, 3 enhancing tumour) of one shape, with the conventions above."""
-    pred, truth = np.asarray(pred_classes, dtype=np.uint8), np.asarray(truth_classes, dtype=np.uint8)
+def as_read_by_simpleitk(labels: np.ndarray) -> np.ndarray:
+    """A label map in its stored voxel order (as nibabel reads it, (x, y, z)) as SimpleITK's ``GetArrayFromImage``
+    gives it: the axes reversed, (z, y, x)."""
+    return np.ascontiguousarray(np.transpose(np.asarray(labels)))
+
+
+def official_metrics(
+    pred_labels: np.ndarray, truth_labels: np.ndarray, spacing: Sequence[float], task: str | Task = "brats2021"
+) -> dict:
+    """``{metric}_{region}`` of ``OFFICIAL`` for one case, with the conventions above, from two label maps of one
+    shape in the task's stored label values and in their files' voxel order (as nibabel reads them; ``spacing`` is
+    the header's voxel size), computed as the organisers' code computes them on the files (see the module's
+    docstring)."""
+    task = load_task(task)
+    pred = as_read_by_simpleitk(np.asarray(pred_labels).astype(np.uint8))
+    truth = as_read_by_simpleitk(np.asarray(truth_labels).astype(np.uint8))
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction of shape {pred.shape[::-1]} and reference {truth.shape[::-1]} differ.")
     with warnings.catch_warnings():  # panoptica warns on every call that its global NSD uses a 0.5-voxel tolerance
         warnings.filterwarnings("ignore", message="The threshold is set to 0.5")
-        spacing = tuple(float(s) for s in spacing)
-        results = official_evaluator().evaluate(pred, truth, voxelspacing=spacing, verbose=False)
+        spacing = tuple(float(s) for s in spacing)  # SimpleITK's GetSpacing(): (x, y, z), with the (z, y, x) array
+        results = official_evaluator(task).evaluate(pred, truth, voxelspacing=spacing, verbose=False)
     row = {}
-    for region, labels in REGION_LABELS.items():
-        values = results[region.lower()].to_dict()
-        both_empty = not np.isin(pred, labels).any() and not np.isin(truth, labels).any()
+    for region in task.regions:
+        values = results[region.name.lower()].to_dict()  # panoptica keeps group names in lower case
+        both_empty = not np.isin(pred, region.labels).any() and not np.isin(truth, region.labels).any()
         for name, key in _PANOPTICA_KEYS.items():
             value = float(values[key])
             if both_empty and name in ("dice", "nsd"):
@@ -112,7 +146,7 @@ def official_metrics(pred_classes: np.ndarray, truth_classes: np.ndarray, spacin
                 value = 0.0
             elif np.isinf(value):
                 value = MISS_HD95
-            row[f"{name}_{region}"] = value
+            row[f"{name}_{region.name}"] = value
     return row
 
 
@@ -133,39 +167,75 @@ def region_metrics(pred: torch.Tensor, truth: torch.Tensor, spacing: Sequence[fl
     return {"dice": dice, "hd95_max_directed": hd95, "sensitivity": sensitivity, "specificity": specificity}
 
 
-def case_metrics(pred_regions: torch.Tensor, truth_regions: torch.Tensor, spacing: Sequence[float]) -> dict:
-    """All metrics of one case from (3, ...) region masks ordered TC, WT, ET."""
-    row = official_metrics(regions_to_classes(pred_regions), regions_to_classes(truth_regions), spacing)
-    for region in REGIONS:
-        channel = REGION_CHANNELS[region]
-        monai = region_metrics(pred_regions[channel], truth_regions[channel], spacing)
+def case_metrics(
+    pred_labels: np.ndarray, truth_labels: np.ndarray, spacing: Sequence[float], task: str | Task = "brats2021"
+) -> dict:
+    """All metrics of one case (``metric_columns(task)``) from two stored label maps (see ``official_metrics``)."""
+    task = load_task(task)
+    pred, truth = np.asarray(pred_labels), np.asarray(truth_labels)
+    spacing = [float(s) for s in spacing]
+    row = official_metrics(pred, truth, spacing, task)
+    for region in task.regions:
+        monai = region_metrics(
+            torch.from_numpy(np.isin(pred, region.labels)), torch.from_numpy(np.isin(truth, region.labels)), spacing
+        )
         for name in MONAI:
-            row[f"{name}_{region}"] = monai[name]
-    return {f"{m}_{r}": row[f"{m}_{r}"] for m in METRICS for r in REGIONS}
+            row[f"{name}_{region.name}"] = monai[name]
+    return {column: row[column] for column in metric_columns(task)}
 
 
 class BratsMetricsWriter(CaseMetricsWriter):
-    """Attach to an evaluator whose postprocessing leaves TC/WT/ET masks in ``pred`` and ``label``; writes
-    ``<output_dir>/metrics.csv`` (one row per case, the columns of ``METRICS`` for WT, TC and ET) and
-    ``summary.json`` (see ``CaseMetricsWriter``)."""
+    """Attach to an evaluator whose postprocessing leaves in ``pred_key`` the label map on the input's grid and in the
+    task's stored values (as ``PredictionWriter`` writes it) and whose batch names the reference label file in
+    ``truth_file_key`` (not a ``label_*`` key: MONAI 1.6's Spacingd updates the metadata of every ``label_*`` key);
+    writes ``<output_dir>/metrics.csv`` (one row per case, ``metric_columns(task)``) and ``summary.json`` (see
+    ``CaseMetricsWriter``). The reference is read from its file, as the organisers read it."""
 
-    columns = [f"{m}_{r}" for m in METRICS for r in REGIONS]
-    conventions = (
-        "official BraTS 2023+ metrics (panoptica, glioma configuration): dice/hd95/nsd global per region, HD95 pooled "
-        "over both directions in mm, NSD at 1 voxel spacing; lesion_* lesion-wise (connected components, maximum "
-        "bipartite matching on Dice > 1e-6); infinite distances 373 mm; both sides empty: Dice and NSD 1, HD95 0, "
-        "lesion-wise NaN (left out of the statistics). sensitivity/specificity and hd95_max_directed (MONAI, the "
-        "larger directed 95th percentile) beside them"
-    )
+    def __init__(
+        self,
+        output_dir: str,
+        model_files: str | Sequence[str] = (),
+        config: dict | None = None,
+        case_key: str = "case",
+        record=None,
+        task: str | Task = "brats2021",
+        pred_key: str = "pred_labels",
+        truth_file_key: str = "truth_file",
+    ) -> None:
+        super().__init__(output_dir, model_files, config, case_key, record)
+        self.task = load_task(task)
+        self.columns = metric_columns(self.task)
+        self.pred_key, self.truth_file_key = pred_key, truth_file_key
+        self.conventions = (
+            f"official BraTS 2023+ metrics (panoptica, the task {self.task.name}'s regions "
+            f"{ {r.name: list(r.labels) for r in self.task.regions} } as label groups): dice/hd95/nsd global per "
+            "region, HD95 pooled over both directions in mm, NSD at 1 voxel spacing; lesion_* lesion-wise (connected "
+            "components, maximum bipartite matching on Dice > 1e-6); computed on the written label map and the "
+            "reference file as SimpleITK reads them; infinite distances 373 mm; both sides empty: Dice and NSD 1, "
+            "HD95 0, lesion-wise NaN (left out of the statistics). sensitivity/specificity and hd95_max_directed "
+            "(MONAI, the larger directed 95th percentile) beside them"
+        )
 
     def case_row(self, item: dict) -> dict:
-        label = item["label"]
-        spacing = [float(s) for s in label.pixdim[:3]] if hasattr(label, "pixdim") else [1.0, 1.0, 1.0]
-        return case_metrics(item["pred"], label, spacing)
+        path = str(item[self.truth_file_key])
+        reference = nib.load(path)
+        truth = np.asanyarray(reference.dataobj)
+        pred = np.asarray(torch.as_tensor(item[self.pred_key]).detach().cpu())
+        pred = pred[0] if pred.ndim == truth.ndim + 1 else pred
+        if pred.shape != truth.shape:
+            raise DataError(
+                f"{path}: the reference label has shape {truth.shape}, the prediction on the input's grid "
+                f"{pred.shape}; the label must lie on the case's image grid."
+            )
+        return case_metrics(pred, truth, [float(s) for s in reference.header.get_zooms()[:3]], self.task)
 
     def describe(self, row: dict) -> str:
+        regions = self.task.region_names
         return (
-            f"Dice WT {row['dice_WT']:.4f} TC {row['dice_TC']:.4f} ET {row['dice_ET']:.4f}, "
-            f"HD95 WT {row['hd95_WT']:.2f} TC {row['hd95_TC']:.2f} ET {row['hd95_ET']:.2f} mm, "
-            f"lesion Dice WT {row['lesion_dice_WT']:.4f} TC {row['lesion_dice_TC']:.4f} ET {row['lesion_dice_ET']:.4f}"
+            "Dice "
+            + " ".join(f"{r} {row[f'dice_{r}']:.4f}" for r in regions)
+            + ", HD95 "
+            + " ".join(f"{r} {row[f'hd95_{r}']:.2f}" for r in regions)
+            + " mm, lesion Dice "
+            + " ".join(f"{r} {row[f'lesion_dice_{r}']:.4f}" for r in regions)
         )

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from custom_nets.data.conventions import labels_to_classes, to_canonical
-from custom_nets.data.datalist import DataError
+from custom_nets.data.errors import DataError
+from custom_nets.data.tasks import Task, load_task
 from custom_nets.handlers.regions import case_name, decollated_items
 from custom_nets.utils import is_main_process, remove_partials, save_nifti
 from custom_nets.visualize import orthogonal_overlay
@@ -102,7 +102,7 @@ class CaseWriter:
 
 class PredictionWriter(CaseWriter):
     """Attach to an evaluator whose postprocessing leaves in ``pred_key`` the label map already inverted to the
-    input's grid (``Invertd``) and mapped to the input's label convention. For each case it writes
+    input's grid (``Invertd``) and mapped to the task's stored label values. For each case it writes
     ``<output_dir>/<case>.png`` (axial, coronal and sagittal slices through the tumour's centre with the labels over
     FLAIR), then ``<output_dir>/<case>.nii.gz`` with the header (shape, affine, qform/sform, orientation) of the input
     file in ``reference_key``, each atomically; the NIfTI comes last, so a case whose NIfTI exists is complete. A label
@@ -112,7 +112,7 @@ class PredictionWriter(CaseWriter):
 
     Args:
         output_dir: where to write.
-        label_convention: the convention of the labels in ``pred_key`` (to colour them by class in the PNG).
+        task: the task whose stored label values ``pred_key`` holds (classes, colours, DICOM segments).
         pred_key, reference_key, case_key: batch keys of the label map, the reference image path and the case name.
         png: also write the PNG.
         record: a ``custom_nets.cases.CaseRecord`` to report each case to (see ``CaseWriter``).
@@ -121,7 +121,7 @@ class PredictionWriter(CaseWriter):
     def __init__(
         self,
         output_dir: str,
-        label_convention: str,
+        task: str | Task = "brats2021",
         pred_key: str = "pred",
         reference_key: str = "reference",
         case_key: str = "case",
@@ -131,8 +131,7 @@ class PredictionWriter(CaseWriter):
     ) -> None:
         super().__init__(output_dir, case_key, record)
         self.dicom_key = dicom_key
-        to_canonical(label_convention)  # an unknown convention fails here, not after the first case
-        self.label_convention = label_convention
+        self.task = load_task(task)  # an unknown task fails here, not after the first case
         self.pred_key = pred_key
         self.reference_key = reference_key
         self.png = png
@@ -146,14 +145,15 @@ class PredictionWriter(CaseWriter):
         if item.get(self.dicom_key):
             from custom_nets.dicom.outputs import write_segmentation  # highdicom only when a case is DICOM
 
-            classes = labels_to_classes(np.asanyarray(output.dataobj), self.label_convention)
+            classes = self.task.labels_to_classes(np.asanyarray(output.dataobj))
             segmentation = os.path.join(self.output_dir, f"{case}_seg.dcm")
-            write_segmentation(classes, reference, str(item[self.dicom_key]), segmentation, case)
+            write_segmentation(classes, reference, str(item[self.dicom_key]), segmentation, case, self.task)
         return save_nifti(output, os.path.join(self.output_dir, f"{case}.nii.gz"))
 
     def _picture(self, case: str, reference: nib.Nifti1Image, labels: nib.Nifti1Image) -> None:
         flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
         if flair.ndim == 4:  # Decathlon: one 4D image, FLAIR first
             flair = flair[..., 0]
-        classes = labels_to_classes(np.asanyarray(nib.as_closest_canonical(labels).dataobj), self.label_convention)
-        orthogonal_overlay(flair, {"prediction": classes}, os.path.join(self.output_dir, f"{case}.png"), title=case)
+        classes = self.task.labels_to_classes(np.asanyarray(nib.as_closest_canonical(labels).dataobj))
+        picture = os.path.join(self.output_dir, f"{case}.png")
+        orthogonal_overlay(flair, {"prediction": classes}, picture, title=case, task=self.task)

@@ -1,23 +1,25 @@
-"""BraTS regions as ``ConvertToMultiChannelBasedOnBratsClassesd`` orders them: channels TC, WT, ET."""
+"""Reading an engine's per-case outputs, and the validation metrics of a task's regions."""
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
-import torch
-
-REGION_CHANNELS = {"TC": 0, "WT": 1, "ET": 2}
+from custom_nets.data.tasks import Task, load_task
 
 
-def regions_to_classes(regions: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(3, ...) TC/WT/ET masks back to one canonical class map: 3 ET, 1 TC without ET, 2 WT without TC."""
-    regions = np.asarray(regions.detach().cpu() if isinstance(regions, torch.Tensor) else regions) > 0.5
-    classes = np.zeros(regions.shape[1:], dtype=np.uint8)
-    classes[regions[REGION_CHANNELS["WT"]]] = 2
-    classes[regions[REGION_CHANNELS["TC"]]] = 1
-    classes[regions[REGION_CHANNELS["ET"]]] = 3
-    return classes
+def region_dice_metrics(task: str | Task, prefix: str = "val_dice_") -> dict:
+    """One ``IgniteMetricHandler`` (MONAI's ``DiceMetric``, both empty = 1 as BraTS counts it) per region of the task,
+    named ``<prefix><region>``, reading ``pred_<region>`` and ``label_<region>`` (``SplitDimd`` of ``RegionMasksd``)."""
+    from monai.handlers import IgniteMetricHandler, from_engine
+    from monai.metrics import DiceMetric
+
+    return {
+        f"{prefix}{name.lower()}": IgniteMetricHandler(
+            metric_fn=DiceMetric(include_background=True, ignore_empty=False),
+            output_transform=from_engine([f"pred_{name}", f"label_{name}"]),
+        )
+        for name in load_task(task).region_names
+    }
 
 
 def decollated_items(engine) -> list[dict]:

@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from ignite.engine import Engine, Events
 
-from custom_nets.handlers.regions import case_name, decollated_items, regions_to_classes
+from custom_nets.data.tasks import Task, load_task
+from custom_nets.handlers.regions import case_name, decollated_items
 from custom_nets.utils import is_main_process
 from custom_nets.visualize import orthogonal_overlay
 
@@ -24,9 +25,22 @@ class ValidationSnapshot:
         log_dir: TensorBoard log folder, or None.
         image_channel: channel of the image drawn underneath (0 = FLAIR in the canonical order).
         tag: TensorBoard tag.
+        task: the task whose classes are drawn (names and colours).
+        pred_key, label_key: the class maps (class indices) of the prediction and the ground truth.
     """
 
-    def __init__(self, output_dir: str, log_dir: str | None = None, image_channel: int = 0, tag: str = "validation"):
+    def __init__(
+        self,
+        output_dir: str,
+        log_dir: str | None = None,
+        image_channel: int = 0,
+        tag: str = "validation",
+        task: str | Task = "brats2021",
+        pred_key: str = "pred_classes",
+        label_key: str = "label_classes",
+    ):
+        self.task = load_task(task)
+        self.pred_key, self.label_key = pred_key, label_key
         self.output_dir = output_dir
         self.log_dir = log_dir
         self.image_channel = image_channel
@@ -58,7 +72,6 @@ class ValidationSnapshot:
     def draw(self, item: dict, path: str, title: str) -> None:
         """The picture of one decollated validation item."""
         image = np.asarray(item["image"][self.image_channel].detach().cpu())
-        truth = regions_to_classes(item["label"])
-        orthogonal_overlay(
-            image, {"ground truth": truth, "prediction": regions_to_classes(item["pred"])}, path, title, truth
-        )
+        truth = np.asarray(item[self.label_key].detach().cpu())[0].astype(np.uint8)
+        pred = np.asarray(item[self.pred_key].detach().cpu())[0].astype(np.uint8)
+        orthogonal_overlay(image, {"ground truth": truth, "prediction": pred}, path, title, truth, task=self.task)
