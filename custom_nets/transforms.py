@@ -17,18 +17,20 @@ from custom_nets.metrics import masked_image_metrics
 class RelabelSmallEnhancingd(MapTransform):
     """A common BraTS post-processing step: when a case's predicted enhancing tumour has fewer than ``min_voxels``
     voxels, relabel it as necrosis (enhancing-free cases are frequent, and a few false ET voxels cost a full ET Dice
-    of 0). Works on canonical class maps (1 NCR/NET, 3 ET); ``min_voxels`` 0 disables it."""
+    of 0). Works on class maps: ``et_class`` and ``ncr_class`` are the task's (``Task.enhancing_relabel()``; 3 and 1
+    for BraTS 2021); ``min_voxels`` 0 disables it."""
 
     def __init__(
         self,
         keys: KeysCollection,
         min_voxels: int = 0,
-        et_class: int = 3,
-        ncr_class: int = 1,
+        et_class: int | None = 3,
+        ncr_class: int | None = 1,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.min_voxels = int(min_voxels)
+        # a task without an enhancing region (or its core) has nothing to relabel
+        self.min_voxels = int(min_voxels) if et_class is not None and ncr_class is not None else 0
         self.et_class = et_class
         self.ncr_class = ncr_class
 

@@ -37,8 +37,12 @@ LAYOUT_TASKS = {"brats2021": "brats2021", "brats2023": "gli", "decathlon": "msd"
 
 
 def folder_layouts(task: Task | None = None) -> list[Layout]:
-    """The case-folder layouts to look for: the task's, or those of every shipped task."""
-    tasks = [task] if task is not None else [load_task(name) for name in shipped_tasks()]
+    """The case-folder layouts to look for: the task's, then, for a task of the four BraTS sequences, those of every
+    shipped task (a dataset in another task's layout is then named, not left unrecognised)."""
+    shipped = [load_task(name) for name in shipped_tasks()]
+    tasks = [task] if task is not None else shipped
+    if task is not None and task.sequences == CHANNELS:
+        tasks += shipped
     layouts: dict[str, Layout] = {}
     for t in tasks:
         for layout in t.layouts:

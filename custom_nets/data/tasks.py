@@ -123,6 +123,17 @@ class Task:
         """Each region as the class indices it holds, in the task's region order."""
         return [[self.label_values.index(v) for v in region.labels] for region in self.regions]
 
+    def enhancing_relabel(self) -> tuple[int | None, int | None]:
+        """``(et_class, core_class)`` for ``RelabelSmallEnhancingd``: the class of the single-label region ``et`` and
+        the class a too-small enhancing tumour becomes (the region ``netc``'s, else the other class of ``tc``); None
+        when the task has no such regions."""
+        names = {r.name.lower(): classes for r, classes in zip(self.regions, self.region_classes(), strict=True)}
+        et = names.get("et")
+        if not et or len(et) != 1:
+            return None, None
+        core = names.get("netc") or [c for c in names.get("tc", []) if c != et[0]]
+        return et[0], (core[0] if core else None)
+
     def layout(self, name: str) -> Layout:
         for layout in self.layouts:
             if layout.name == name:
