@@ -99,6 +99,7 @@ class CaseRecord:
         model_files: checkpoint path(s) to fingerprint.
         file_name: the record's file name.
         task: the word the closing line starts with.
+        settings: what the run was configured with (the task, the post-processing), recorded as is.
     """
 
     def __init__(
@@ -107,8 +108,10 @@ class CaseRecord:
         model_files: str | Sequence[str] = (),
         file_name: str = "inference_summary.json",
         task: str = "inference",
+        settings: dict | None = None,
     ) -> None:
         self.output_dir = output_dir
+        self.settings = dict(settings or {})
         self.model_files = [model_files] if isinstance(model_files, str) else list(model_files)
         self.path = os.path.join(output_dir, file_name)
         self.task = task
@@ -160,6 +163,7 @@ class CaseRecord:
             {
                 "summary": {"written": written, "skipped": skipped, "left": left},
                 "models": {path: sha256(path) for path in self.model_files},
+                **({"settings": self.settings} if self.settings else {}),
                 "cases": {case: {**entry, **self.notes.get(case, {})} for case, entry in self.cases.items()},
             },
         )

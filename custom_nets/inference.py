@@ -39,7 +39,7 @@ class CaseSelection:
     series (default: the first input modality) into ``<output_dir>/dicom_inputs/<case>/``.
 
     ``task`` names the sequences (the files of each case, in the network's channel order); the predictions are
-    written in its stored label values.
+    written in its stored label values. ``settings`` (the task, the post-processing) go into the run record.
 
     Attributes:
         entries: datalist entries (``case``, ``image``, ``reference`` = the file whose header outputs copy, and for
@@ -62,11 +62,12 @@ class CaseSelection:
         dicom_reference: str | None = None,
         dicom_mapping_file: str = "modalities.json",
         task: str | Task = "brats2021",
+        settings: dict | None = None,
     ) -> None:
         self.output_dir = output_dir
         self.task = load_task(task)
         sequences = self.task.sequences
-        self.record = CaseRecord(output_dir, model_files, record_file, task="inference")
+        self.record = CaseRecord(output_dir, model_files, record_file, task="inference", settings=settings)
         problems: list[tuple[str, str]] = []
         modalities = [str(m).lower() for m in modalities] if modalities else None
         named = (modalities or []) + [str(m).lower() for m in (target, dicom_reference) if m]
