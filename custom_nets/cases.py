@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 
 from monai.data import DataLoader, Dataset
 
-from custom_nets.data.datalist import DataError, check_case_grid, check_image_files
+from custom_nets.data.errors import DataError
+from custom_nets.data.images import MAX_VOXELS_PER_IMAGE, check_case_grid, check_image_files
 from custom_nets.utils import is_main_process, remove_partials, sha256, write_json
 
 FAILURE_KEY = "failure"
@@ -43,16 +44,20 @@ def failure_reason(entry: dict, error: Exception) -> str:
 
 class GuardedDataset(Dataset):
     """``monai.data.Dataset`` whose items never raise: a DICOM case is converted first (``prepare_dicom``), each
-    entry's headers are checked (3D volumes, or one 4D image, on one grid; ``check_case_grid``), then ``transform``
-    runs, and any error becomes
-    ``{"case": ..., "failure": reason}``. Subclassed because MONAI's Dataset lets one bad case end the loader."""
+    entry's headers are checked (3D volumes, or one 4D image, on one grid, none over ``max_voxels``;
+    ``check_case_grid``), then ``transform`` runs, and any error becomes ``{"case": ..., "failure": reason}``.
+    Subclassed because MONAI's Dataset lets one bad case end the loader."""
+
+    def __init__(self, data, transform=None, max_voxels: int = MAX_VOXELS_PER_IMAGE) -> None:
+        super().__init__(data, transform)
+        self.max_voxels = int(max_voxels)
 
     def _transform(self, index: int):
         entry = self.data[index]
         try:
             if DICOM_KEY in entry:
-                entry = prepare_dicom(entry)
-            check_case_grid(entry)
+                entry = prepare_dicom(entry, self.max_voxels)
+            check_case_grid(entry, self.max_voxels)
         except DataError as error:
             return {"case": _case_of(entry), FAILURE_KEY: str(error)}
         except Exception as error:  # ITK or GDCM failing on a series
@@ -63,9 +68,10 @@ class GuardedDataset(Dataset):
             return {"case": _case_of(entry), FAILURE_KEY: failure_reason(entry, error)}
 
 
-def prepare_dicom(entry: dict) -> dict:
+def prepare_dicom(entry: dict, max_voxels: int = MAX_VOXELS_PER_IMAGE) -> dict:
     """A DICOM case's entry made readable: its series converted to the NIfTI files its ``image`` names (see
-    ``custom_nets.dicom.convert_case``); ``dicom_series`` holds the reference series' folder for the DICOM outputs."""
+    ``custom_nets.dicom.convert_case``; a series over ``max_voxels`` is refused from its headers); ``dicom_series``
+    holds the reference series' folder for the DICOM outputs."""
     from custom_nets.dicom.convert import convert_case
 
     plan = entry[DICOM_KEY]
@@ -77,6 +83,7 @@ def prepare_dicom(entry: dict) -> dict:
         plan["work_dir"],
         plan["rules"],
         plan["mapping_file"],
+        max_voxels,
     )
     return {**{k: v for k, v in entry.items() if k != DICOM_KEY}, "dicom_series": series_dir}
 

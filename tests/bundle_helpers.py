@@ -64,3 +64,14 @@ def run_bundle(run_id, configs, timeout=600, check=True, **overrides):
             f"bundle run failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
         )
     return result
+
+
+def train_tiny(root, data, overrides, configs=("configs/train.json",), **extra):
+    """``run training`` on ``data`` with the override file: log and run record in ``root/train``, checkpoints in
+    ``root/models`` (``extra`` overrides either, and adds ids)."""
+    root = Path(root)
+    return run_bundle(
+        "training",
+        [*configs, overrides],
+        **{"dataset_dir": data, "output_dir": root / "train", "ckpt_dir": root / "models", **extra},
+    )

@@ -2,6 +2,7 @@
 and evaluation through ``monai.bundle`` on real files broken in every way a user's data breaks, and a SIGKILL
 while an inference process writes."""
 
+import gzip
 import json
 import os
 import signal
@@ -39,6 +40,21 @@ def truncate(path):
     """Keeps the first half of a gzip stream: the header still reads, the voxels end early."""
     data = open(path, "rb").read()
     open(path, "wb").write(data[: len(data) // 2])
+
+
+BOMB_SHAPE = (1024, 1024, 768)
+
+
+def write_bomb(path, affine):
+    """A NIfTI header claiming BOMB_SHAPE float32 voxels (3 GB) in front of 1 MB of zeros: decoding it would fail
+    only after asking for the 3 GB; its header alone must refuse it."""
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape(BOMB_SHAPE)
+    header.set_sform(affine, code=1)
+    header["vox_offset"] = 352
+    with gzip.open(path, "wb") as f:
+        f.write(header.binaryblock + b"\0" * 4 + bytes(1 << 20))
 
 
 def faulty_cases(root):
@@ -79,6 +95,15 @@ def faulty_cases(root):
     case = "BraTS2021_empty"
     write_case(root, case, {m: np.zeros(SHAPE, np.float32) for m in MODALITIES}, affine, labels)
     expected[case] = (f"{case}_flair.nii.gz", "all zero (an empty brain)")
+
+    case = "BraTS2021_bomb"
+    write_case(root, case, images, affine, labels)
+    for modality in MODALITIES:
+        write_bomb(os.path.join(root, case, f"{case}_{modality}.nii.gz"), affine)
+    expected[case] = (
+        f"{case}_flair.nii.gz",
+        "holds 1024x1024x768 = 805,306,368 voxels, more than max_voxels_per_image 536,870,912; it was not decoded",
+    )
     return expected
 
 

@@ -13,7 +13,7 @@ from custom_nets import Vox2VoxGenerator
 from custom_nets.handlers.brats_metrics import METRICS, MISS_HD95, region_metrics
 from custom_nets.inference import FlipInferer, load_generator
 from custom_nets.transforms import RelabelSmallEnhancingd
-from tests.bundle_helpers import ROOT, TINY, make_synthetic_dataset, run_bundle, write_overrides
+from tests.bundle_helpers import ROOT, TINY, make_synthetic_dataset, run_bundle, train_tiny, write_overrides
 
 
 def cube(shape, start, size):
@@ -112,13 +112,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     data = make_synthetic_dataset(root / "data", num_cases=5, seed=21)
     overrides = write_overrides(root / "tiny.json", epochs=1)
-    run_bundle(
-        "training",
-        ["configs/train.json", overrides],
-        dataset_dir=data,
-        output_dir=root / "train",
-        ckpt_dir=root / "models",
-    )
+    train_tiny(root, data, overrides)
     return {"root": root, "data": str(data), "overrides": overrides, "model": root / "models" / "model.pt"}
 
 

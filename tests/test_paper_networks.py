@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from custom_nets import Vox2VoxDiscriminator, Vox2VoxGenerator
 from custom_nets.networks.paper_blocks import Conv3dSame, PaperBottleneckBlock, tf_same_padding
-from tests.bundle_helpers import make_synthetic_dataset, run_bundle, write_overrides
+from tests.bundle_helpers import make_synthetic_dataset, run_bundle, train_tiny, write_overrides
 from tests.paper_vox2vox import KerasDiscriminator, KerasGenerator, copy_layer_by_layer
 
 TINY = (4, 8, 16, 32)
@@ -117,13 +117,7 @@ def test_paper_discriminator_rejects_a_patch_map_it_cannot_make():
 def test_network_variant_paper_trains_and_infers_through_the_bundle(tmp_path):
     data = make_synthetic_dataset(tmp_path / "data", num_cases=4, seed=9, num_folds=2)
     tiny = write_overrides(tmp_path / "tiny.json", epochs=1, network_variant="paper")
-    run_bundle(
-        "training",
-        ["configs/train.json", tiny],
-        dataset_dir=data,
-        ckpt_dir=tmp_path / "models",
-        output_dir=tmp_path / "train",
-    )
+    train_tiny(tmp_path, data, tiny)
     state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert "mid1.conv.weight" in state and state["mid1.norm_act.0.weight"].shape == (32,)  # the paper's layout
     run_bundle(

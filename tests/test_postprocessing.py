@@ -9,7 +9,7 @@ import torch
 from custom_nets.data.tasks import load_task
 from custom_nets.postprocessing import PostprocessingSelection, RemoveSmallLesionsd, read_settings
 from custom_nets.transforms import RegionMasksd
-from tests.bundle_helpers import make_synthetic_dataset, run_bundle, write_overrides
+from tests.bundle_helpers import make_synthetic_dataset, run_bundle, train_tiny, write_overrides
 
 GLI = load_task("gli")  # classes 1 NETC, 2 SNFH, 3 ET, 4 RC; regions netc, snfh, et, rc, tc, wt
 
@@ -81,9 +81,7 @@ def test_evaluating_chooses_and_inference_reads_the_choice(tmp_path):
     data = make_synthetic_dataset(tmp_path / "data", num_cases=4, seed=21, num_folds=2)
     overrides = write_overrides(tmp_path / "tiny.json", epochs=1)
     models = tmp_path / "models"
-    run_bundle(
-        "training", ["configs/train.json", overrides], dataset_dir=data, output_dir=tmp_path / "train", ckpt_dir=models
-    )
+    train_tiny(tmp_path, data, overrides)
     run_bundle(
         "evaluating",
         ["configs/train.json", "configs/evaluate.json", overrides],

@@ -20,7 +20,7 @@ from custom_nets.data.datalist import DataError
 from custom_nets.inference import CaseSelection, ForegroundCropInferer
 from custom_nets.metrics import masked_image_metrics
 from custom_nets.transforms import ScaleBrainIntensityd, SplitModalitiesd, brain_percentile, from_brain_scale
-from tests.bundle_helpers import TINY, make_synthetic_dataset, run_bundle, write_overrides
+from tests.bundle_helpers import TINY, make_synthetic_dataset, run_bundle, train_tiny, write_overrides
 
 SYNTHESIS_TRAIN = ["configs/train.json", "configs/synthesis.json"]
 SYNTHESIS_EVALUATE = [*SYNTHESIS_TRAIN, "configs/evaluate.json", "configs/synthesis_evaluate.json"]
@@ -117,13 +117,7 @@ def synthesis_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthesis")
     data = make_synthetic_dataset(root / "data", num_cases=5, seed=31)
     overrides = write_overrides(root / "tiny.json", epochs=2)
-    result = run_bundle(
-        "training",
-        [*SYNTHESIS_TRAIN, overrides],
-        dataset_dir=data,
-        output_dir=root / "train",
-        ckpt_dir=root / "models",
-    )
+    result = train_tiny(root, data, overrides, configs=SYNTHESIS_TRAIN)
     return {
         "root": root,
         "data": str(data),

@@ -11,7 +11,7 @@ import torch
 
 from custom_nets.data import write_datalist
 from custom_nets.data.synthetic import synthesize
-from tests.bundle_helpers import run_bundle, write_overrides
+from tests.bundle_helpers import run_bundle, train_tiny, write_overrides
 
 
 @pytest.fixture(scope="module", params=["gli", "ped"])
@@ -22,13 +22,7 @@ def task_run(request, tmp_path_factory):
     synthesize(str(data), num_cases=4, seed=3, shape=(48, 48, 40), task=task, progress=False)
     write_datalist(str(data), num_folds=2, seed=0)  # the task comes from the case ids
     overrides = write_overrides(root / "tiny.json", epochs=1)
-    run_bundle(
-        "training",
-        ["configs/train.json", overrides],
-        dataset_dir=data,
-        output_dir=root / "train",
-        ckpt_dir=root / "models",
-    )
+    train_tiny(root, data, overrides)
     run_bundle(
         "evaluating",
         ["configs/train.json", "configs/evaluate.json", overrides],

@@ -34,15 +34,39 @@ def cached_dataset(
     cache_rate: float = 1.0,
     num_workers: int | None = 1,
 ) -> Dataset:
-    """``PersistentDataset`` in ``cache_dir`` (``cache`` "disk"), ``CacheDataset`` (``cache`` "memory", a
-    ``cache_rate`` share of ``data``) or a plain ``Dataset`` ("none"). The disk cache's file names hash each case's
-    entry and the transforms, so a changed pipeline never reads a stale cache."""
+    """``PersistentDataset`` in ``cache_dir`` (``cache`` "disk"; an unreadable entry is rebuilt), ``CacheDataset``
+    (``cache`` "memory", a ``cache_rate`` share of ``data``) or a plain ``Dataset`` ("none"). The disk cache's file
+    names hash each case's entry and the transforms, so a changed pipeline never reads a stale cache."""
     kind = check_kind(cache)
     if kind == "disk":
-        return PersistentDataset(data, transform, cache_dir=cache_dir, hash_transform=json_hashing)
+        return RepairingPersistentDataset(data, transform, cache_dir=cache_dir, hash_transform=json_hashing)
     if kind == "memory":
         return CacheDataset(data, transform, cache_rate=cache_rate, num_workers=num_workers)
     return Dataset(data, transform)
+
+
+class RepairingPersistentDataset(PersistentDataset):
+    """``PersistentDataset`` whose cache entry that cannot be read is logged with its case, removed and rebuilt from
+    the case's source files. Subclassed because MONAI 1.6 rebuilds only an entry that fails to unpickle and lets a
+    truncated entry (torch's zip format: ``PytorchStreamReader failed reading zip archive``) end the run."""
+
+    def _cachecheck(self, item_transformed):
+        if self.cache_dir is not None:
+            name = self.hash_func(item_transformed).decode("utf-8") + self.transform_hash
+            entry = self.cache_dir / f"{name}.pt"
+            if entry.is_file():
+                try:
+                    return torch.load(entry, weights_only=self.weights_only)
+                except PermissionError:
+                    raise
+                except Exception as error:  # a torn or damaged file: torch, zipfile and pickle raise many types
+                    case = item_transformed.get("case", "?") if isinstance(item_transformed, Mapping) else "?"
+                    logger.warning(
+                        f"case {case}: the cache entry {entry} cannot be read ({type(error).__name__}: {error}); "
+                        f"removed and rebuilt from the case's files"
+                    )
+                    entry.unlink(missing_ok=True)
+        return super()._cachecheck(item_transformed)
 
 
 def check_kind(cache: str) -> str:

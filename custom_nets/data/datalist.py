@@ -22,12 +22,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
 from custom_nets.data.conventions import CHANNELS, DECATHLON, DICOM_ONLY, NIFTI_EXTENSIONS, Layout
 from custom_nets.data.errors import DataError
+from custom_nets.data.images import MAX_VOXELS_PER_IMAGE, check_case_grid, check_image_files, read_voxels
 from custom_nets.data.tasks import Task, TaskError, load_task, shipped_tasks, task_of_cases, tasks_fitting
 from custom_nets.utils import write_json
 
@@ -227,81 +227,20 @@ def choose_task(data_dir: str, layout: Layout, cases: Sequence[str], requested: 
     return task
 
 
-def _read(path: str, case: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    image = _header(path, case)
-    try:
-        data = np.asanyarray(image.dataobj)
-    except Exception as e:  # truncated or corrupt voxel data
-        raise DataError(f"case {case}: cannot read {path} ({type(e).__name__}: {e}).") from e
-    return data, image.affine, tuple(image.shape)
-
-
-def _header(path: str, case: str) -> nib.Nifti1Image:
-    try:
-        return nib.load(path)
-    except Exception as e:  # nibabel raises many types for corrupt files
-        raise DataError(f"case {case}: cannot read {path} ({type(e).__name__}: {e}).") from e
-
-
-def check_case_grid(entry: dict[str, Any]) -> tuple[str, tuple[int, ...], np.ndarray]:
-    """From the headers alone (no voxel data is read): the modalities of one case are 3D volumes (or one 4D image
-    with a channel per modality) on one grid. Raises ``DataError``; returns the first image's path, shape, affine."""
-    case = entry["case"]
-    one_4d_image = not isinstance(entry["image"], list)
-    images = [entry["image"]] if one_4d_image else entry["image"]
-    reference = None
-    channels = len(entry.get("sequences", CHANNELS))
-    for path in images:
-        header = _header(path, case)
-        shape, affine = tuple(header.shape), header.affine
-        if one_4d_image and (len(shape) != 4 or shape[3] != channels):
-            raise DataError(f"case {case}: {path} has shape {shape}, expected a 4D image with {channels} channels.")
-        if not one_4d_image and len(shape) != 3:
-            raise DataError(f"case {case}: {path} has shape {shape}, expected a 3D volume.")
-        if reference is None:
-            reference = (path, shape[:3], affine)
-        elif shape[:3] != reference[1]:
-            raise DataError(f"case {case}: {path} has shape {shape[:3]}, but {reference[0]} has {reference[1]}.")
-        elif not np.allclose(affine, reference[2], atol=1e-3):
-            raise DataError(
-                f"case {case}: the affine of {path} differs from that of {reference[0]} "
-                f"(modalities must be co-registered on one grid):\n{affine}\nvs\n{reference[2]}"
-            )
-    return reference
-
-
-def check_image_files(entry: dict[str, Any]) -> None:
-    """Reads the voxels of every image file of one case and raises ``DataError`` naming the first file that cannot
-    be read (truncated or corrupt), holds NaN or infinite voxels, or is all zero (an empty brain), and a label file
-    that cannot be read."""
-    case = os.path.basename(os.path.normpath(str(entry["case"])))
-    for path in entry["image"] if isinstance(entry["image"], list) else [entry["image"]]:
-        data, _, _ = _read(path, case)
-        if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
-            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-            raise DataError(f"case {case}: {path} has {bad} NaN or infinite voxels; expected finite intensities.")
-        volumes = np.moveaxis(data, -1, 0) if data.ndim == 4 else [data]
-        for channel, volume in enumerate(volumes):
-            if not np.any(volume):
-                where = f"channel {channel} of {path}" if data.ndim == 4 else path
-                raise DataError(
-                    f"case {case}: {where} is all zero (an empty brain); expected a skull-stripped MRI volume."
-                )
-    if entry.get("label"):
-        _read(entry["label"], case)
-
-
-def verify_case(entry: dict[str, Any], task: str | Task, layout: str | None = None) -> None:
-    """Reads every file of one case and raises ``DataError`` on unreadable files, mismatched shapes or affines,
-    non-finite voxels, an empty image, a wrong channel count or label values outside ``task`` (naming the shipped
-    tasks of ``layout`` that would fit)."""
+def verify_case(
+    entry: dict[str, Any], task: str | Task, layout: str | None = None, max_voxels: int = MAX_VOXELS_PER_IMAGE
+) -> None:
+    """Reads every file of one case and raises ``DataError`` on a file whose header claims more than ``max_voxels``
+    voxels (before decoding it), unreadable files, mismatched shapes or affines, non-finite voxels, an empty image, a
+    wrong channel count or label values outside ``task`` (naming the shipped tasks of ``layout`` that would fit)."""
     task = load_task(task)
     case = entry["case"]
-    reference_path, reference_shape, reference_affine = check_case_grid({**entry, "sequences": task.sequences})
-    check_image_files({k: v for k, v in entry.items() if k != "label"})
+    grid_entry = {**entry, "sequences": task.sequences}
+    reference_path, reference_shape, reference_affine = check_case_grid(grid_entry, max_voxels)
+    check_image_files({k: v for k, v in entry.items() if k != "label"}, max_voxels)
     if "label" in entry:
         path = entry["label"]
-        data, affine, shape = _read(path, case)
+        data, affine, shape = read_voxels(path, case, max_voxels)
         if shape[:3] != reference_shape or len(shape) != 3:
             raise DataError(f"case {case}: label {path} has shape {shape}, expected {reference_shape}.")
         if not np.allclose(affine, reference_affine, atol=1e-3):
@@ -342,13 +281,14 @@ def make_datalist(
     verify: bool = True,
     base_dir: str | None = None,
     task: str | Task | None = None,
+    max_voxels_per_image: int = MAX_VOXELS_PER_IMAGE,
 ) -> dict[str, Any]:
     """Builds the datalist dictionary; paths are made relative to ``base_dir`` when it is given."""
     layout, cases = scan_dataset(data_dir, task=task)
     task = choose_task(data_dir, layout, [c["case"] for c in cases], task)
     if verify:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            jobs = [pool.submit(verify_case, entry, task, layout.name) for entry in cases]
+            jobs = [pool.submit(verify_case, entry, task, layout.name, max_voxels_per_image) for entry in cases]
             for job in tqdm(jobs, desc="verify", unit="case", disable=len(jobs) < 10):
                 job.result()
     labelled = [c["case"] for c in cases if "label" in c]
@@ -386,6 +326,7 @@ def write_datalist(
     seed: int = 0,
     verify: bool = True,
     task: str | None = None,
+    max_voxels_per_image: int = MAX_VOXELS_PER_IMAGE,
 ) -> str:
     """Scans (and by default fully reads and checks) ``data_dir`` and writes a MONAI datalist JSON.
 
@@ -398,9 +339,12 @@ def write_datalist(
         verify: read every file to check readability, shapes, affines, finiteness and label values.
         task: a shipped task (``python -c "import custom_nets.data.tasks as t; print(t.shipped_tasks())"``) or a
             task JSON file; by default chosen from the case ids (BraTS 2023+) or the layout.
+        max_voxels_per_image: a file whose header claims more voxels is refused before its data is decoded.
     """
     output_file = os.path.abspath(output_file or os.path.join(data_dir, "datalist.json"))
-    datalist = make_datalist(data_dir, num_folds, seed, verify, base_dir=os.path.dirname(output_file), task=task)
+    datalist = make_datalist(
+        data_dir, num_folds, seed, verify, os.path.dirname(output_file), task, int(max_voxels_per_image)
+    )
     write_json(output_file, datalist)
     print(
         f"{output_file}: {len(datalist['training'])} labelled and {len(datalist['testing'])} unlabelled cases "

@@ -13,6 +13,7 @@ from monai.data import ITKReader
 from pydicom.misc import is_dicom
 
 from custom_nets.data.errors import DataError
+from custom_nets.data.images import MAX_VOXELS_PER_IMAGE, check_voxel_budget
 from custom_nets.dicom.series import MAPPING_FILE, Series, assign_modalities, find_series
 from custom_nets.utils import atomic_path
 
@@ -68,11 +69,13 @@ def convert_case(
     work_dir: str,
     rules: Mapping[str, str] | None = None,
     mapping_file: str = MAPPING_FILE,
+    max_voxels: int = MAX_VOXELS_PER_IMAGE,
 ) -> tuple[list[str], str]:
     """Writes ``<work_dir>/<case>_<m>.nii.gz`` for each of ``modalities`` on the grid of the ``reference`` modality's
     series; returns those paths and the folder of the reference series (for the DICOM outputs). Raises ``DataError``
     naming the case and the series when a modality is missing or ambiguous, or a series lies in another frame of
-    reference (it would need registration)."""
+    reference (it would need registration), or a series' headers claim more than ``max_voxels`` voxels (checked before
+    any pixel data is read)."""
     series = find_series(case, folder)
     needed = list(dict.fromkeys([reference, *modalities]))
     chosen = assign_modalities(case, folder, series, needed, rules, mapping_file)
@@ -84,6 +87,8 @@ def convert_case(
                 f", the {reference} series {chosen[reference]} in {frame or '(none)'}: they need registration, which "
                 f"this step does not do (it resamples in physical space only)."
             )
+    for modality, s in chosen.items():
+        check_voxel_budget(case, f"the {modality} series {s}", s.shape, max_voxels)
     os.makedirs(work_dir, exist_ok=True)
     grid = _read(case, reference, chosen[reference], work_dir)
     paths = []

@@ -35,6 +35,9 @@ _HEADER_TAGS = [
     "FrameOfReferenceUID",
     "ImagePositionPatient",
     "ImageOrientationPatient",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
 ]
 
 
@@ -47,6 +50,14 @@ class Series:
     number: str
     frame_of_reference: str
     files: list[str] = field(default_factory=list)
+    rows: int = 0
+    columns: int = 0
+    frames: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Columns x rows x frames (all files' frames), from the headers: what reading the series would decode."""
+        return (self.columns, self.rows, self.frames)
 
     def __str__(self) -> str:
         return f"'{self.description}' (series {self.number}, {self.uid})"
@@ -90,7 +101,11 @@ def find_series(case: str, folder: str) -> list[Series]:
                 str(header.get("SeriesNumber", "")),
                 str(header.get("FrameOfReferenceUID", "")),
             )
-        series[uid].files.append(path)
+        found = series[uid]
+        found.files.append(path)
+        found.rows = max(found.rows, int(header.get("Rows", 0) or 0))
+        found.columns = max(found.columns, int(header.get("Columns", 0) or 0))
+        found.frames += int(header.get("NumberOfFrames", 1) or 1)
     if not series:
         raise DataError(f"case {case}: no DICOM image series found in {folder}.")
     return sorted(series.values(), key=lambda s: (s.number, s.description, s.uid))

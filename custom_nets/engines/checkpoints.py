@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import logging
 import os
 import re
+import zipfile
+
+import torch
 
 from custom_nets.engines.conditional_gan_trainer import ConditionalGanTrainer
-from custom_nets.utils import unwrap_ddp
+from custom_nets.utils import refuse, unwrap_ddp
+
+logger = logging.getLogger(__name__)
 
 
 def resumable_state(trainer: ConditionalGanTrainer, best_model_saver=None) -> dict:
@@ -29,17 +36,50 @@ def resumable_state(trainer: ConditionalGanTrainer, best_model_saver=None) -> di
     return state
 
 
+def unreadable(path: str) -> str | None:
+    """Why a checkpoint cannot be loaded, or None: torch's zip format is opened and every member's CRC checked
+    (a file cut short or with flipped bytes fails), without unpickling; another format is loaded on the CPU."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            return f"member {bad} fails its CRC check" if bad else None
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zipfile, pickle and torch raise many types for damaged files
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def latest_checkpoint(ckpt_dir: str, prefix: str = "checkpoint") -> str:
-    """The resumable checkpoint ``<prefix>_epoch=N.pt`` with the largest N in ``ckpt_dir``."""
+    """The readable resumable checkpoint ``<prefix>_epoch=N.pt`` with the largest N in ``ckpt_dir``. A newer one that
+    cannot be read (a copy cut short, a disk error) is named in a warning and moved aside to ``<name>.corrupt``; with
+    none readable the run is refused in one line naming them."""
     pattern = re.compile(re.escape(prefix) + r"_epoch=(\d+)\.pt$")
-    found = [
-        (int(m.group(1)), p)
-        for p in glob.glob(os.path.join(ckpt_dir, f"{prefix}_epoch=*.pt"))
-        if (m := pattern.search(os.path.basename(p)))
-    ]
+    found = sorted(
+        (
+            (int(m.group(1)), p)
+            for p in glob.glob(os.path.join(ckpt_dir, f"{prefix}_epoch=*.pt"))
+            if (m := pattern.search(os.path.basename(p)))
+        ),
+        reverse=True,
+    )
     if not found:
         raise FileNotFoundError(
             f"resume is set but {ckpt_dir} holds no resumable checkpoint ({prefix}_epoch=N.pt); "
             f"run without --resume to start a new training."
         )
-    return max(found)[1]
+    moved = []
+    for _, path in found:
+        problem = unreadable(path)
+        if problem is None:
+            if moved:
+                logger.warning(f"resuming from {path}, the newest checkpoint that can be read")
+            return path
+        with contextlib.suppress(FileNotFoundError):  # another rank of the same run moved it first
+            os.replace(path, path + ".corrupt")
+        moved.append(path)
+        logger.warning(f"checkpoint {path} cannot be read ({problem}); moved aside to {path}.corrupt")
+    refuse(
+        f"resume is set but no checkpoint in {ckpt_dir} can be read ({', '.join(map(os.path.basename, moved))}, "
+        f"now *.corrupt); run with --resume false to start a new training."
+    )
