@@ -18,7 +18,8 @@ from monai.engines import EnsembleEvaluator, SupervisedEvaluator
 from monai.inferers import SlidingWindowInferer
 
 logger = logging.getLogger(__name__)
-OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+# the CPU allocator's, CUDA's and oneDNN's words (oneDNN reports a failed allocation as a primitive it cannot create)
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory", "could not create a primitive")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
