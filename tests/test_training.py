@@ -176,14 +176,16 @@ def tiny_dataset(tmp_path_factory):
     return make_synthetic_dataset(tmp_path_factory.mktemp("tiny_brats"), num_cases=5, seed=11)
 
 
-def test_property_check_reports_nothing_missing(tiny_dataset):
+def test_property_check_reports_nothing_missing(tiny_dataset, tmp_path):
     workflow = ConfigWorkflow(
         config_file=[str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "quick.json")],
         workflow_type="train",
         dataset_dir=tiny_dataset,
+        ckpt_dir=str(tmp_path / "models"),
     )
-    workflow.initialize()
+    workflow.initialize()  # takes the folder's training lock, as a run would
     assert not workflow.check_properties()
+    assert (tmp_path / "models" / "training.lock").is_file()
 
 
 def test_bundle_training_writes_model_events_and_record(tiny_dataset, tmp_path):
