@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from monai.transforms import Spacingd as MonaiSpacingd
 from monai.utils import convert_to_dst_type
 
 from custom_nets.data.conventions import CHANNELS
@@ -44,6 +45,22 @@ class RelabelSmallEnhancingd(MapTransform):
                 classes = classes.clone()
                 classes[enhancing] = self.ncr_class
                 d[key] = classes
+        return d
+
+
+class Spacingd(MonaiSpacingd):
+    """MONAI's ``Spacingd`` for inputs that carry other ``<key>_*`` entries. Subclassed because MONAI 1.6 calls
+    ``.update()`` on every key that starts with ``<key>_`` (taking them for meta dicts), and MONAI Label passes
+    ``image_path``, a string: those entries are set aside while it runs and put back unchanged."""
+
+    def __call__(self, data, lazy: bool | None = None):
+        d = dict(data)
+        prefixes = tuple(f"{key}_" for key in self.keys)
+        set_aside = {
+            k: d.pop(k) for k in list(d) if isinstance(k, str) and k.startswith(prefixes) and not isinstance(d[k], dict)
+        }
+        d = super().__call__(d, lazy=lazy)
+        d.update(set_aside)
         return d
 
 

@@ -2,25 +2,40 @@
 ``large_files.yml``, the weights if given, and a vendored copy of ``custom_nets`` at the bundle root, so the configs
 run from a copy of the folder with only MONAI and its dependencies installed.
 
-    python scripts/package_bundle.py [--output_dir dist] [--weights bundle/models/model.pt]
+With ``--weights``, the packed ``configs/inference.json`` builds the network those weights need, read from their
+shapes (widths, bottleneck, variant: a model trained with ``configs/quick.json`` needs nothing else), for ``--task``
+(its sequences and classes; ``configs/metadata.json`` is generated from it), and weights that do not load strictly
+into it are refused. A ``postprocessing.json`` beside the weights (chosen by ``run evaluating
+--select_postprocessing true``) is packed with them, so every consumer post-processes as the batch run does.
+
+    python scripts/package_bundle.py [--output_dir dist] [--weights bundle/models/model.pt] [--task brats2021]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
 from pathlib import Path
 
-from custom_nets.utils import sha256
+import torch
+from monai.bundle import ConfigParser
+
+from custom_nets.data.tasks import TaskError, load_task
+from custom_nets.metadata import write_task_metadata
+from custom_nets.networks.from_weights import generator_settings
+from custom_nets.utils import refuse, sha256, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "brats_mri_vox2vox"
 BUNDLE_FILES = ("configs", "docs", "LICENSE", "large_files.yml")
 
 
-def package(output_dir: str = "dist", weights: str | None = None) -> Path:
+def package(output_dir: str = "dist", weights: str | None = None, task: str = "brats2021") -> Path:
+    """Writes the bundle (see the module); refuses (exit 2, one line) weights that cannot be read or do not fit."""
+    settings = weights_settings(weights, task) if weights else None
     target = Path(output_dir).resolve() / NAME
     if target.exists():
         shutil.rmtree(target)
@@ -35,9 +50,10 @@ def package(output_dir: str = "dist", weights: str | None = None) -> Path:
     (target / "models").mkdir()
     if weights:
         weights_path = Path(weights)
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"--weights {weights} does not exist; train first or leave it out.")
         shutil.copy2(weights_path, target / "models" / "model.pt")
+        if (weights_path.parent / "postprocessing.json").is_file():
+            shutil.copy2(weights_path.parent / "postprocessing.json", target / "models" / "postprocessing.json")
+        configure_inference(target, settings, task)
         large_files = (target / "large_files.yml").read_text()
         large_files = re.sub(r'hash_val: ".*"', f'hash_val: "{sha256(str(weights_path))}"', large_files)
         (target / "large_files.yml").write_text(large_files)
@@ -46,12 +62,62 @@ def package(output_dir: str = "dist", weights: str | None = None) -> Path:
     return target
 
 
+def weights_settings(weights: str, task: str) -> dict:
+    """The generator settings of the state dict in ``weights``, checked against ``task``'s sequences and classes."""
+    if not os.path.isfile(weights):
+        refuse(f"--weights {weights} does not exist; train first or leave it out.")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        settings = generator_settings(state)
+        definition = load_task(task)
+    except (TaskError, ValueError) as error:
+        refuse(f"--weights {weights}: {str(error).splitlines()[0]}")
+    except Exception as error:  # torch's loader raises many types for a damaged file
+        refuse(f"--weights {weights} cannot be read as a state dict ({type(error).__name__}: {error})")
+    expected = (len(definition.sequences), definition.num_classes)
+    if (settings["in_channels"], settings["out_channels"]) != expected:
+        refuse(
+            f"--weights {weights} take {settings['in_channels']} sequences to {settings['out_channels']} classes, "
+            f"but task {definition.name} has {expected[0]} sequences and {expected[1]} classes; give its --task."
+        )
+    return settings
+
+
+def configure_inference(target: Path, settings: dict, task: str) -> None:
+    """The packed ``configs/inference.json`` and ``metadata.json`` set for the weights and ``task``; the network that
+    ``inference.json`` alone builds must load ``models/model.pt`` strictly."""
+    definition = load_task(task)
+    task_id = definition.name
+    if not definition.shipped:  # a user's task file travels with the bundle
+        shutil.copy2(definition.source, target / "configs" / "task.json")
+        task_id = "$@bundle_root + '/configs/task.json'"
+    config_file = target / "configs" / "inference.json"
+    config = json.loads(config_file.read_text())
+    config.update(
+        task=task_id,
+        generator_channels=settings["channels"],
+        num_bottleneck=settings["num_bottleneck"],
+        network_variant=settings["variant"],
+    )
+    write_json(str(config_file), config)
+    write_task_metadata(str(target / "configs" / "metadata.json"), definition)
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    parser["bundle_root"] = str(target)
+    network = parser.get_parsed_content("network_def")
+    try:
+        network.load_state_dict(torch.load(target / "models" / "model.pt", weights_only=True), strict=True)
+    except RuntimeError as error:
+        refuse(f"{config_file} builds a network that does not load the weights: {str(error).splitlines()[0]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "dist"))
     parser.add_argument("--weights", default=None, help="a generator state dict to ship as models/model.pt")
+    parser.add_argument("--task", default="brats2021", help="the task the weights were trained for (or a JSON file)")
     args = parser.parse_args()
-    package(args.output_dir, args.weights)
+    package(args.output_dir, args.weights, args.task)
 
 
 if __name__ == "__main__":

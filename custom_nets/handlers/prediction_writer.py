@@ -102,7 +102,9 @@ class CaseWriter:
 
 class PredictionWriter(CaseWriter):
     """Attach to an evaluator whose postprocessing leaves in ``pred_key`` the label map already inverted to the
-    input's grid (``Invertd``) and mapped to the task's stored label values. For each case it writes
+    input's grid (``Invertd``), in class indices (what ``inference.json``'s ``postprocessing`` returns to every
+    consumer, named by metadata's ``channel_def``), written here as the task's stored label values; or, with
+    ``classes=False``, already in stored values. For each case it writes
     ``<output_dir>/<case>.png`` (axial, coronal and sagittal slices through the tumour's centre with the labels over
     FLAIR), then ``<output_dir>/<case>.nii.gz`` with the header (shape, affine, qform/sform, orientation) of the input
     file in ``reference_key``, each atomically; the NIfTI comes last, so a case whose NIfTI exists is complete. A label
@@ -112,9 +114,10 @@ class PredictionWriter(CaseWriter):
 
     Args:
         output_dir: where to write.
-        task: the task whose stored label values ``pred_key`` holds (classes, colours, DICOM segments).
+        task: the task of the label map (its stored values, classes, colours, DICOM segments).
         pred_key, reference_key, case_key: batch keys of the label map, the reference image path and the case name.
         png: also write the PNG.
+        classes: ``pred_key`` holds class indices (True) or the task's stored values (False).
         record: a ``custom_nets.cases.CaseRecord`` to report each case to (see ``CaseWriter``).
     """
 
@@ -128,8 +131,10 @@ class PredictionWriter(CaseWriter):
         png: bool = True,
         record=None,
         dicom_key: str = "dicom_series",
+        classes: bool = True,
     ) -> None:
         super().__init__(output_dir, case_key, record)
+        self.classes = classes
         self.dicom_key = dicom_key
         self.task = load_task(task)  # an unknown task fails here, not after the first case
         self.pred_key = pred_key
@@ -139,21 +144,25 @@ class PredictionWriter(CaseWriter):
     def write(self, item: dict, case: str) -> str:
         reference = nib.load(item[self.reference_key])
         check_on_grid(item[self.pred_key], reference, case)
-        output = like(spatial_array(item[self.pred_key], np.uint8), reference)
+        labels = spatial_array(item[self.pred_key], np.uint8)
+        if self.classes:
+            classes, labels = labels, np.asarray(self.task.label_values, np.uint8)[labels]
+        else:
+            classes = self.task.labels_to_classes(labels)
+        output = like(labels, reference)
         if self.png:
-            self._picture(case, reference, output)
+            self._picture(case, reference, classes)
         if item.get(self.dicom_key):
             from custom_nets.dicom.outputs import write_segmentation  # highdicom only when a case is DICOM
 
-            classes = self.task.labels_to_classes(np.asanyarray(output.dataobj))
             segmentation = os.path.join(self.output_dir, f"{case}_seg.dcm")
             write_segmentation(classes, reference, str(item[self.dicom_key]), segmentation, case, self.task)
         return save_nifti(output, os.path.join(self.output_dir, f"{case}.nii.gz"))
 
-    def _picture(self, case: str, reference: nib.Nifti1Image, labels: nib.Nifti1Image) -> None:
+    def _picture(self, case: str, reference: nib.Nifti1Image, classes: np.ndarray) -> None:
         flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
         if flair.ndim == 4:  # Decathlon: one 4D image, FLAIR first
             flair = flair[..., 0]
-        classes = self.task.labels_to_classes(np.asanyarray(nib.as_closest_canonical(labels).dataobj))
+        classes = np.asanyarray(nib.as_closest_canonical(like(classes, reference)).dataobj)
         picture = os.path.join(self.output_dir, f"{case}.png")
         orthogonal_overlay(flair, {"prediction": classes}, picture, title=case, task=self.task)
