@@ -10,14 +10,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def bundle(run_id: str | None, configs: list[str], **overrides) -> float:
+def bundle(run_id: str | None, configs: list[str], log_file: str | None = None, **overrides) -> float:
     """Runs ``python -m monai.bundle run [run_id] --config_file [configs] --key value ...`` (echoed, its output
-    discarded, a failure raising); returns its wall time in seconds."""
+    discarded or written to ``log_file``, a failure raising); returns its wall time in seconds."""
     cmd = [sys.executable, "-m", "monai.bundle", "run", *([run_id] if run_id else [])]
     cmd += ["--config_file", "[" + ",".join(f"'{c}'" for c in configs) + "]"]
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
     print("$ " + " ".join(cmd[1:]), flush=True)
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=os.path.join(ROOT, "bundle"), check=True, stdout=subprocess.DEVNULL)
+    with open(log_file or os.devnull, "w") as log:
+        subprocess.run(cmd, cwd=os.path.join(ROOT, "bundle"), check=True, stdout=log, stderr=subprocess.STDOUT)
     return time.perf_counter() - start

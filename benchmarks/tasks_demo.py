@@ -11,6 +11,8 @@ import argparse
 import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import time
 
@@ -19,18 +21,27 @@ from bundle_runs import ROOT, bundle  # noqa: E402
 
 
 def run_task(task: str, out: str, num_cases: int, epochs: int, seed: int) -> dict:
-    from custom_nets.data import write_datalist
-    from custom_nets.data.synthetic import synthesize
+    """The commands a user runs, as the README's Tasks section writes them: the data CLI, then the bundle's
+    training, evaluation and inference; the figures come from the files they write."""
     from custom_nets.data.tasks import load_task
 
     data = os.path.join(out, task, "data")
     if not os.path.isfile(os.path.join(data, "datalist.json")):
-        synthesize(data, num_cases=num_cases, seed=seed, task=task, progress=False)
-        write_datalist(data, num_folds=4, seed=0)
+        cli = [sys.executable, "-m", "custom_nets.data"]
+        synthesize = ["synthesize", data, "--task", task, "--num_cases", str(num_cases), "--seed", str(seed)]
+        subprocess.run([*cli, *synthesize], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*cli, "datalist", data, "--num_folds", "4"], check=True)  # the task from the case ids
     quick = ["configs/train.json", "configs/quick.json"]
     models = os.path.join(out, task, "models")
+    log = os.path.join(out, task, "training.log")
     seconds = bundle(
-        "training", quick, dataset_dir=data, output_dir=os.path.join(out, task, "train"), ckpt_dir=models, epochs=epochs
+        "training",
+        quick,
+        log_file=log,
+        dataset_dir=data,
+        output_dir=os.path.join(out, task, "train"),
+        ckpt_dir=models,
+        epochs=epochs,
     )
     evaluation = os.path.join(out, task, "evaluate")
     bundle(
@@ -40,15 +51,37 @@ def run_task(task: str, out: str, num_cases: int, epochs: int, seed: int) -> dic
         ckpt_dir=models,
         output_dir=evaluation,
     )
-    metrics = json.load(open(os.path.join(evaluation, "summary.json")))["metrics"]
+    inference = os.path.join(out, task, "inference")
+    bundle(
+        None,
+        ["configs/inference.json", "configs/quick.json"],
+        dataset_dir=data,
+        ckpt_dir=models,
+        task=task,
+        output_dir=inference,
+    )
+    summary = json.load(open(os.path.join(evaluation, "summary.json")))
+    metrics = summary["metrics"]
     regions = load_task(task).region_names
     return {
         "task": task,
         "train_seconds": round(seconds, 1),
-        "evaluation_cases": json.load(open(os.path.join(evaluation, "summary.json")))["num_cases"],
+        "evaluation_cases": summary["num_cases"],
+        "inference_written": json.load(open(os.path.join(inference, "inference_summary.json")))["summary"]["written"],
+        "validation_dice": last_validation(log, regions),
         "dice": {r: round(metrics[f"dice_{r}"]["mean"], 3) for r in regions},
         "lesion_dice": {r: _mean(metrics[f"lesion_dice_{r}"]) for r in regions},
     }
+
+
+def last_validation(log: str, regions) -> dict:
+    """The last epoch's validation Dice per region, from the training log's ``Metrics --`` lines."""
+    found = {}
+    for line in open(log):
+        for region in regions:
+            if m := re.search(rf"val_dice_{re.escape(region)}: ([0-9.]+)", line):
+                found[region] = round(float(m.group(1)), 3)
+    return found
 
 
 def _mean(stats: dict) -> float | None:
@@ -75,12 +108,14 @@ def main() -> None:
     )
     json.dump({"header": header, "results": results}, open(os.path.join(args.out, "tasks_demo.json"), "w"), indent=4)
     print(header)
-    print("| task | train s | evaluation mean Dice per region | lesion-wise Dice per region |")
-    print("| --- | --- | --- | --- |")
+    print("| task | train s | validation Dice, last epoch | evaluation mean Dice | lesion-wise Dice | inferred |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in results:
+        validation = ", ".join(f"{k} {v:.3f}" for k, v in r["validation_dice"].items())
         dice = ", ".join(f"{k} {v:.3f}" for k, v in r["dice"].items())
         lesion = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in r["lesion_dice"].items())
-        print(f"| {r['task']} | {r['train_seconds']:.0f} | {dice} | {lesion} |")
+        row = f"{r['task']} | {r['train_seconds']:.0f} | {validation} | {dice} | {lesion} | {r['inference_written']}"
+        print(f"| {row} |")
 
 
 if __name__ == "__main__":

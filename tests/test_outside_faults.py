@@ -23,6 +23,7 @@ from custom_nets.engines.checkpoints import unreadable
 from tests.bundle_helpers import (
     BUNDLE,
     ROOT,
+    TINY,
     bundle_command,
     make_synthetic_dataset,
     run_bundle,
@@ -120,22 +121,25 @@ def test_a_torn_disk_cache_entry_is_rebuilt_and_the_training_finishes(data, tmp_
     assert (tmp_path / "again" / "checkpoint_epoch=1.pt").exists()
 
 
+def hold_lock(ckpt, then: str) -> subprocess.Popen:
+    """A process that takes ``ckpt``'s training lock, says "held", then runs ``then``."""
+    code = (
+        f"from custom_nets.engines import hold_training_lock; hold_training_lock({str(ckpt)!r}); "
+        f"print('held', flush=True); {then}"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
 def test_one_training_per_checkpoint_folder_and_a_killed_ones_lock_is_taken_over(data, tmp_path):
     ckpt = tmp_path / "models"
     overrides = write_overrides(tmp_path / "one.json", epochs=1)
-    train_tiny(tmp_path, data, overrides)
-    assert (ckpt / "training.lock").read_text() == ""  # emptied when that run ended
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from custom_nets.engines import hold_training_lock; "
-            f"hold_training_lock({str(ckpt)!r}); print('held', flush=True); time.sleep(600)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    ended = hold_lock(ckpt, "pass")
+    assert ended.wait(timeout=120) == 0 and (ckpt / "training.lock").read_text() == ""  # emptied at a normal exit
+    torch.save(Vox2VoxGenerator(4, 4, channels=TINY["generator_channels"]).state_dict(), ckpt / "model.pt")
+    holder = hold_lock(ckpt, "import time; time.sleep(600)")
     try:
         assert holder.stdout.readline().strip() == "held"
         refused = train_tiny(tmp_path, data, overrides, check=False)
@@ -143,6 +147,7 @@ def test_one_training_per_checkpoint_folder_and_a_killed_ones_lock_is_taken_over
         line = refused.stderr.strip().splitlines()[-1]
         assert line.startswith(f"refused: {ckpt} is in use by another training: pid {holder.pid} on ")
         assert socket.gethostname() in line and "give this run another --ckpt_dir" in line
+        assert not (ckpt / "checkpoint_epoch=1.pt").exists()
         # evaluation reads the folder while the lock is held
         run_bundle(
             "evaluating",
@@ -154,9 +159,10 @@ def test_one_training_per_checkpoint_folder_and_a_killed_ones_lock_is_taken_over
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    result = train_tiny(tmp_path, data, overrides)
-    log = result.stdout + result.stderr
-    assert "taking over the lock of a training that is no longer running (pid " + str(holder.pid) in log
+    taker = hold_lock(ckpt, "pass")
+    assert taker.wait(timeout=120) == 0 and taker.stdout.read().strip() == "held"
+    warning = f"taking over the lock of a training that is no longer running (pid {holder.pid} on "
+    assert warning in taker.stderr.read()
 
 
 # runs `python -m monai.bundle ...` with its address space limited to what it has mapped after importing torch, MONAI
