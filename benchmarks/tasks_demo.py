@@ -79,7 +79,7 @@ def last_validation(log: str, regions) -> dict:
     found = {}
     for line in open(log):
         for region in regions:
-            if m := re.search(rf"val_dice_{re.escape(region)}: ([0-9.]+)", line):
+            if m := re.search(rf"val_dice_{re.escape(region)}: ([0-9.]+)", line, re.IGNORECASE):
                 found[region] = round(float(m.group(1)), 3)
     return found
 
@@ -106,7 +106,9 @@ def main() -> None:
         f"MONAI {monai.__version__}, {time.strftime('%Y-%m-%d')}: {args.num_cases} synthetic cases per task "
         f"(seed {args.seed}), 4 folds, quick widths, {args.epochs} epochs, evaluation of fold 0"
     )
-    json.dump({"header": header, "results": results}, open(os.path.join(args.out, "tasks_demo.json"), "w"), indent=4)
+    from custom_nets.utils import write_json
+
+    write_json(os.path.join(args.out, "tasks_demo.json"), {"header": header, "results": results})
     print(header)
     print("| task | train s | validation Dice, last epoch | evaluation mean Dice | lesion-wise Dice | inferred |")
     print("| --- | --- | --- | --- | --- | --- |")

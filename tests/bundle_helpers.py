@@ -75,3 +75,19 @@ def train_tiny(root, data, overrides, configs=("configs/train.json",), **extra):
         [*configs, overrides],
         **{"dataset_dir": data, "output_dir": root / "train", "ckpt_dir": root / "models", **extra},
     )
+
+
+def monai_bundle(*args, cwd=BUNDLE, env=None, check=True):
+    """``python -m monai.bundle <args>`` in ``cwd`` (the bundle by default); a failure raises unless not ``check``."""
+    env = env or {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result

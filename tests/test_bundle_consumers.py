@@ -19,7 +19,7 @@ from monai.transforms import Compose, LoadImage, LoadImaged, SaveImaged
 
 from custom_nets import Vox2VoxGenerator
 from custom_nets.data.tasks import load_task
-from tests.bundle_helpers import ROOT, TINY, make_synthetic_dataset
+from tests.bundle_helpers import ROOT, TINY, make_synthetic_dataset, monai_bundle
 
 NAME = "brats_mri_vox2vox"
 CASE = "BraTS2021_00001"
@@ -46,16 +46,8 @@ def packed(tmp_path_factory):
     study = root / f"{CASE}_study.nii.gz"  # a study as a viewer sends it: one 4D image
     volumes = np.stack([np.asanyarray(nib.load(f).dataobj) for f in files], axis=-1)
     nib.save(nib.Nifti1Image(volumes.astype(np.float32), first.affine), study)
-    run = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json"]
-        + ["--dataset_dir", data, "--output_dir", str(root / "run"), "--save_png", "false"],
-        cwd=bundle,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
+    run_args = ["--config_file", "configs/inference.json", "--dataset_dir", data, "--save_png", "false"]
+    monai_bundle("run", *run_args, "--output_dir", root / "run", cwd=bundle)
     written = np.asanyarray(nib.load(root / "run" / f"{CASE}.nii.gz").dataobj)
     return {"root": root, "bundle": bundle, "data": data, "files": files, "study": str(study), "written": written}
 
@@ -156,17 +148,13 @@ def test_monai_label_gets_the_run_labels_named_by_channel_def(packed, image):
 
 def test_monai_deploy_operator_on_the_torchscript_export(packed):
     bundle = packed["bundle"]
-    export = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def"]
-        + ["--filepath", "models/model.ts", "--ckpt_file", "models/model.pt"]
-        + ["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"],
+    monai_bundle(
+        "ckpt_export",
+        "network_def",
+        *["--filepath", "models/model.ts", "--ckpt_file", "models/model.pt"],
+        *["--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"],
         cwd=bundle,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert export.returncode == 0, export.stderr[-3000:]
     # the operator's get_bundle_config: metadata and inference.json from the archive's extra/ folder, parsed alone
     with zipfile.ZipFile(bundle / "models" / "model.ts") as archive:
         metadata = json.loads(archive.read("model/extra/metadata.json"))

@@ -10,24 +10,9 @@ import pytest
 import torch
 
 from custom_nets import Vox2VoxGenerator
-from tests.bundle_helpers import BUNDLE, ROOT, TINY, config_list, make_synthetic_dataset, write_overrides
+from tests.bundle_helpers import BUNDLE, ROOT, TINY, config_list, make_synthetic_dataset, monai_bundle, write_overrides
 
 TINY_CHANNELS = tuple(TINY["generator_channels"])
-
-
-def monai_bundle(*args, cwd=BUNDLE, env=None, check=True):
-    env = env or {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
 
 
 def test_metadata_verifies_against_the_local_schema_and_a_broken_one_fails(tmp_path):
