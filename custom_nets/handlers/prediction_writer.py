@@ -1,4 +1,5 @@
-"""Writes each case's label map as NIfTI with its input's header, and a picture of it over FLAIR."""
+"""Writes each case's label map as NIfTI with its input's header, a picture of it over FLAIR, and the volumes of its
+classes and regions (run record, ``volumes.csv``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from custom_nets.data.tasks import Task, load_task
 from custom_nets.handlers.regions import case_name, decollated_items
 from custom_nets.utils import is_main_process, remove_partials, save_nifti
 from custom_nets.visualize import orthogonal_overlay
+from custom_nets.volumes import label_volumes, merge_volumes_csv, title_volumes, voxel_ml
 
 
 def spatial_array(volume, dtype=np.float32) -> np.ndarray:
@@ -110,7 +112,10 @@ class PredictionWriter(CaseWriter):
     file in ``reference_key``, each atomically; the NIfTI comes last, so a case whose NIfTI exists is complete. A label
     map whose shape or affine differs from the input's is refused (``check_on_grid``). A DICOM case (its reference
     series' folder in ``dicom_key``) also gets ``<output_dir>/<case>_seg.dcm``, a DICOM Segmentation referencing that
-    series (``custom_nets.dicom.write_segmentation``), before the NIfTI. Rank 0 only.
+    series (``custom_nets.dicom.write_segmentation``), before the NIfTI. Each written case's volumes
+    (``custom_nets.volumes.label_volumes``: mL per class and region on the written grid, lesions per region, the
+    largest lesion) go into the run record (``volumes``), the picture's title, and, when the run completes,
+    ``<output_dir>/volumes.csv`` (one row per case, merged with an earlier run's). Rank 0 only.
 
     Args:
         output_dir: where to write.
@@ -135,6 +140,7 @@ class PredictionWriter(CaseWriter):
     ) -> None:
         super().__init__(output_dir, case_key, record)
         self.classes = classes
+        self.volumes: dict[str, dict] = {}  # case -> label_volumes of the cases this run wrote
         self.dicom_key = dicom_key
         self.task = load_task(task)  # an unknown task fails here, not after the first case
         self.pred_key = pred_key
@@ -150,19 +156,32 @@ class PredictionWriter(CaseWriter):
         else:
             classes = self.task.labels_to_classes(labels)
         output = like(labels, reference)
+        volumes = label_volumes(classes, voxel_ml(reference.header.get_zooms()), self.task)
         if self.png:
-            self._picture(case, reference, classes)
+            self._picture(case, reference, classes, f"{case}: {title_volumes(volumes, self.task)}")
         if item.get(self.dicom_key):
             from custom_nets.dicom.outputs import write_segmentation  # highdicom only when a case is DICOM
 
             segmentation = os.path.join(self.output_dir, f"{case}_seg.dcm")
             write_segmentation(classes, reference, str(item[self.dicom_key]), segmentation, case, self.task)
-        return save_nifti(output, os.path.join(self.output_dir, f"{case}.nii.gz"))
+        path = save_nifti(output, os.path.join(self.output_dir, f"{case}.nii.gz"))
+        self.volumes[case] = volumes
+        if self.record is not None:
+            self.record.note(case, volumes=volumes)
+        return path
 
-    def _picture(self, case: str, reference: nib.Nifti1Image, classes: np.ndarray) -> None:
+    def attach(self, engine: Engine) -> None:
+        super().attach(engine)
+        engine.add_event_handler(Events.COMPLETED, self.write_volumes)
+
+    def write_volumes(self, _engine: Engine | None = None) -> str | None:
+        """``volumes.csv`` beside the label maps, this run's cases merged into the file an earlier run wrote."""
+        return merge_volumes_csv(self.output_dir, self.volumes) if is_main_process() else None
+
+    def _picture(self, case: str, reference: nib.Nifti1Image, classes: np.ndarray, title: str) -> None:
         flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
         if flair.ndim == 4:  # Decathlon: one 4D image, FLAIR first
             flair = flair[..., 0]
         classes = np.asanyarray(nib.as_closest_canonical(like(classes, reference)).dataobj)
         picture = os.path.join(self.output_dir, f"{case}.png")
-        orthogonal_overlay(flair, {"prediction": classes}, picture, title=case, task=self.task)
+        orthogonal_overlay(flair, {"prediction": classes}, picture, title=title, task=self.task)
