@@ -52,18 +52,24 @@ def title_volumes(volumes: dict, task: str | Task) -> str:
     return ", ".join(f"{r.name} {volumes[f'{r.name}_ml']:.1f} mL" for r in task.regions)
 
 
+def read_volumes_csv(output_dir: str) -> dict[str, dict]:
+    """The rows of ``<output_dir>/volumes.csv`` by case (empty without the file)."""
+    path = os.path.join(output_dir, VOLUMES_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, newline="") as f:
+        return {row["case"]: row for row in csv.DictReader(f)}
+
+
 def merge_volumes_csv(output_dir: str, rows: dict[str, dict]) -> str | None:
     """``<output_dir>/volumes.csv`` with one row per case: the rows of ``rows`` (case -> volumes) replace those of
     the same case in the file already there (cases of an earlier run left as they were keep theirs); written
-    atomically. Returns the path, or None when there is nothing to write."""
+    atomically, and not at all when ``rows`` is empty. Returns the path, or None when there is no file."""
     path = os.path.join(output_dir, VOLUMES_FILE)
-    merged: dict[str, dict] = {}
-    if os.path.isfile(path):
-        with open(path, newline="") as f:
-            merged = {row["case"]: row for row in csv.DictReader(f)}
+    if not rows:  # a run that wrote no case leaves the file as it was
+        return path if os.path.isfile(path) else None
+    merged = read_volumes_csv(output_dir)
     merged.update({case: {"case": case, **values} for case, values in rows.items()})
-    if not merged:
-        return None
     columns = list(dict.fromkeys(key for row in merged.values() for key in row))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")

@@ -2,6 +2,7 @@
 and evaluation through ``monai.bundle`` on real files broken in every way a user's data breaks, and a SIGKILL
 while an inference process writes."""
 
+import csv
 import gzip
 import json
 import os
@@ -145,7 +146,12 @@ def test_inference_skips_each_bad_case_with_its_reason_and_writes_the_rest(fault
     record = assert_skipped_and_named(result, out / "inference_summary.json", faults["expected"], ["BraTS2021_healthy"])
     assert record["models"] == {str(faults["model"]): sha256(str(faults["model"]))}
     # NaN never becomes background: nothing is written for a skipped case
-    assert sorted(os.listdir(out)) == ["BraTS2021_healthy.nii.gz", "BraTS2021_healthy.png", "inference_summary.json"]
+    assert sorted(os.listdir(out)) == [
+        "BraTS2021_healthy.nii.gz",
+        "BraTS2021_healthy.png",
+        "inference_summary.json",
+        "volumes.csv",
+    ]
 
 
 def test_evaluation_skips_bad_cases_and_scores_the_rest(faults, tmp_path):
@@ -175,7 +181,7 @@ def test_evaluation_skips_bad_cases_and_scores_the_rest(faults, tmp_path):
     assert_skipped_and_named(result, out / "evaluation_record.json", expected, ["BraTS2021_00000"])
     rows = open(out / "metrics.csv").read().splitlines()
     assert len(rows) == 2 and rows[1].startswith("BraTS2021_00000,")
-    assert sorted(os.listdir(out / "predictions")) == ["BraTS2021_00000.nii.gz", "BraTS2021_00000.png"]
+    assert sorted(os.listdir(out / "predictions")) == ["BraTS2021_00000.nii.gz", "BraTS2021_00000.png", "volumes.csv"]
 
 
 def test_synthesis_inference_skips_a_truncated_condition(faults, tmp_path):
@@ -253,6 +259,9 @@ def reads_completely(path):
         plt.imread(path)
     elif name.endswith(".json"):
         json.load(open(path))
+    elif name.endswith(".csv"):  # every row has every column: not cut short
+        rows = list(csv.reader(open(path)))
+        assert rows and all(len(row) == len(rows[0]) for row in rows), path
     else:
         raise AssertionError(f"unexpected file {path}")
 
@@ -290,8 +299,11 @@ def test_sigkill_while_writing_leaves_only_whole_files_and_a_rerun_finishes(tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     cases = [f"BraTS2021_{i:05d}" for i in range(6)]
     assert sorted(os.listdir(out)) == sorted([f"{c}.{e}" for c in cases for e in ("nii.gz", "png")]) + [
-        "inference_summary.json"
+        "inference_summary.json",
+        "volumes.csv",
     ]
+    # the cases the killed runs finished are measured from their label maps
+    assert sorted(r["case"] for r in csv.DictReader(open(out / "volumes.csv"))) == cases
     for name in os.listdir(out):
         reads_completely(out / name)
     record = json.load(open(out / "inference_summary.json"))

@@ -71,7 +71,7 @@ def test_dicom_and_nifti_cases_side_by_side_and_bad_series_named(dicom_run):
     assert result.returncode == 1, result.stderr[-3000:]
     written = ["BraTS2021_00001", "mixed", "oblique"]
     expected = [f"{c}{e}" for c in written for e in (".nii.gz", ".png")] + ["mixed_seg.dcm", "oblique_seg.dcm"]
-    assert sorted(os.listdir(out)) == sorted([*expected, "dicom_inputs", "inference_summary.json"])
+    assert sorted(os.listdir(out)) == sorted([*expected, "dicom_inputs", "inference_summary.json", "volumes.csv"])
     stderr = result.stderr
     assert "skipped no_t1ce: case no_t1ce: no series for 't1ce' among: 'FLAIR' (series 1," in stderr
     assert "'DWI b1000' (series 4," in stderr and "no_t1ce/modalities.json or change dicom_series_rules" in stderr

@@ -70,7 +70,7 @@ def test_one_missing_sequence_is_synthesized_then_segmented_and_the_others_are_s
     }
     expected = [f"{c}{e}" for c in written for e in (".nii.gz", ".png")]
     expected += [f"{c}_{t}_synthesized{e}" for c, t in written.items() if t for e in (".nii.gz", ".png")]
-    assert sorted(os.listdir(out)) == sorted([*expected, "inference_summary.json"])
+    assert sorted(os.listdir(out)) == sorted([*expected, "inference_summary.json", "volumes.csv"])
     record = json.loads((out / "inference_summary.json").read_text())
     assert record["summary"] == {"written": 3, "skipped": 3, "left": 0}
     assert {c: record["cases"][c]["synthesized"] for c in written} == written

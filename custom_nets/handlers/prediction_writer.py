@@ -16,7 +16,7 @@ from custom_nets.data.tasks import Task, load_task
 from custom_nets.handlers.regions import case_name, decollated_items
 from custom_nets.utils import is_main_process, remove_partials, save_nifti
 from custom_nets.visualize import orthogonal_overlay
-from custom_nets.volumes import label_volumes, merge_volumes_csv, title_volumes, voxel_ml
+from custom_nets.volumes import label_volumes, merge_volumes_csv, read_volumes_csv, title_volumes, voxel_ml
 
 
 def spatial_array(volume, dtype=np.float32) -> np.ndarray:
@@ -175,8 +175,19 @@ class PredictionWriter(CaseWriter):
         engine.add_event_handler(Events.COMPLETED, self.write_volumes)
 
     def write_volumes(self, _engine: Engine | None = None) -> str | None:
-        """``volumes.csv`` beside the label maps, this run's cases merged into the file an earlier run wrote."""
-        return merge_volumes_csv(self.output_dir, self.volumes) if is_main_process() else None
+        """``volumes.csv`` beside the label maps, this run's cases merged into the file an earlier run wrote. A case
+        left as it was whose row is missing (its run was killed before it ended) is measured from its label map."""
+        if not is_main_process():
+            return None
+        left = [c for c, e in (self.record.cases if self.record else {}).items() if e["status"] == "left as it was"]
+        listed = read_volumes_csv(self.output_dir)
+        for case in left:
+            path = os.path.join(self.output_dir, f"{case}.nii.gz")
+            if case not in listed and case not in self.volumes and os.path.isfile(path):
+                written = nib.load(path)
+                classes = self.task.labels_to_classes(np.asanyarray(written.dataobj))
+                self.volumes[case] = label_volumes(classes, voxel_ml(written.header.get_zooms()), self.task)
+        return merge_volumes_csv(self.output_dir, self.volumes)
 
     def _picture(self, case: str, reference: nib.Nifti1Image, classes: np.ndarray, title: str) -> None:
         flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
