@@ -10,11 +10,14 @@ commands, as a user would run them (from ``bundle/``):
    on the training set of its ten fold models).
 3. Inference on fold 0 with ``--ensemble mean`` and ``--ensemble learned``; per-region Dice by the BraTS
    convention (``custom_nets.handlers.brats_metrics.official_metrics``).
+4. ``run evaluating`` on fold 0 with the learned ensemble's members: the per-case uncertainty score of the members'
+   disagreement against the per-case Dice (``uncertainty_correlation.json``, Spearman's rank correlation).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -27,18 +30,13 @@ MEMBERS = (1, 2, 3, 4)
 
 
 def dice_table(data: str, predictions: str, cases: list[str]) -> dict[str, float]:
-    from custom_nets.data.conventions import labels_to_classes
     from custom_nets.handlers.brats_metrics import official_metrics
 
     rows = []
     for case in cases:
         truth = nib.load(os.path.join(data, case, f"{case}_seg.nii.gz"))
         pred = nib.load(os.path.join(predictions, f"{case}.nii.gz"))
-        row = official_metrics(
-            labels_to_classes(np.asarray(pred.dataobj), "brats2021"),
-            labels_to_classes(np.asarray(truth.dataobj), "brats2021"),
-            truth.header.get_zooms()[:3],
-        )
+        row = official_metrics(np.asarray(pred.dataobj), np.asarray(truth.dataobj), truth.header.get_zooms()[:3])
         rows.append(row)
     return {r: float(np.mean([row[f"dice_{r}"] for row in rows])) for r in ("WT", "TC", "ET")}
 
@@ -103,6 +101,28 @@ def main() -> None:
         print(
             f"{ensemble:<10}" + "".join(f"{dice[r]:>8.3f}" for r in ("WT", "TC", "ET")) + f"{seconds[ensemble]:>10.1f}"
         )
+    evaluation = os.path.join(out, "evaluate_learned")
+    seconds["evaluate"] = bundle(
+        "evaluating",
+        ["configs/train.json", "configs/evaluate.json", "configs/quick.json"],
+        dataset_dir=data,
+        ckpt_dir=os.path.join(out, "models"),
+        model_files=members,
+        ensemble="learned",
+        output_dir=evaluation,
+    )
+    correlation = json.load(open(os.path.join(evaluation, "uncertainty_correlation.json")))
+    with open(os.path.join(evaluation, "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    print(f"\nper case (learned ensemble, held-out fold 0), reviewed first first: {correlation['review_first']}")
+    print(f"{'case':<20}{'uncertainty':>12}{'member_dice':>12}{'dice WT':>9}{'dice TC':>9}{'dice ET':>9}")
+    for row in sorted(rows, key=lambda r: -float(r["uncertainty"])):
+        print(
+            f"{row['case']:<20}{float(row['uncertainty']):>12.4f}{float(row['member_dice']):>12.4f}"
+            + "".join(f"{float(row[f'dice_{r}']):>9.3f}" for r in ("WT", "TC", "ET"))
+        )
+    spearman = correlation["spearman_uncertainty_vs"]
+    print("Spearman (uncertainty vs Dice): " + ", ".join(f"{k} {v}" for k, v in spearman.items()))
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
 
 

@@ -28,6 +28,7 @@ from custom_nets import (  # noqa: E402
     metrics,
     postprocessing,
     transforms,
+    uncertainty,
     utils,
     visualize,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "metrics",
     "postprocessing",
     "transforms",
+    "uncertainty",
     "utils",
     "visualize",
 ]

@@ -20,6 +20,7 @@ from monai.data import DataLoader, Dataset
 
 from custom_nets.data.errors import DataError
 from custom_nets.data.images import MAX_VOXELS_PER_IMAGE, check_case_grid, check_image_files
+from custom_nets.uncertainty import review_order
 from custom_nets.utils import is_main_process, remove_partials, sha256, write_json
 
 FAILURE_KEY = "failure"
@@ -99,7 +100,9 @@ class CaseRecord:
     The seconds of a case are the wall time since the previous case was settled (or the run started): loading,
     inference, post-processing and writing; a case reported by several writers (metrics, then predictions) adds up
     their times. A case recorded as skipped stays skipped. ``note(case, **fields)`` adds fields to a case's entry
-    (e.g. which sequence was synthesized for it).
+    (e.g. which sequence was synthesized for it). When cases carry an ensemble's ``uncertainty`` score
+    (``custom_nets.uncertainty``), ``review_first`` lists the written ones highest first, and the closing lines
+    name the first five.
 
     Args:
         output_dir: where the record goes (and whose leftover ``.partial-*`` files of a killed run are removed).
@@ -165,12 +168,19 @@ class CaseRecord:
         if not is_main_process():
             return
         written, skipped, left = self.count("written"), self.count("skipped"), self.count("left as it was")
+        scores = {
+            case: self.notes[case]["uncertainty"]
+            for case, entry in self.cases.items()
+            if entry["status"] == "written" and "uncertainty" in self.notes.get(case, {})
+        }
+        review = review_order(scores)
         write_json(
             self.path,
             {
                 "summary": {"written": written, "skipped": skipped, "left": left},
                 "models": {path: sha256(path) for path in self.model_files},
                 **({"settings": self.settings} if self.settings else {}),
+                **({"review_first": review} if review else {}),
                 "cases": {case: {**entry, **self.notes.get(case, {})} for case, entry in self.cases.items()},
             },
         )
@@ -178,6 +188,9 @@ class CaseRecord:
             f"{self.task}: {written} case(s) written to {self.output_dir}, {left} left as they were, "
             f"{skipped} skipped (run record: {self.path})"
         )
+        if review:
+            shown = ", ".join(f"{case} ({scores[case]:.3f})" for case in review[:5])
+            print(f"  review first (the ensemble's members disagree most): {shown}{' ...' if len(review) > 5 else ''}")
         for case, entry in self.cases.items():
             if entry["status"] == "skipped":
                 print(f"  skipped {case}: {entry['reason']}", file=sys.stderr)

@@ -55,13 +55,16 @@ def load_ensembler(model_file: str, num_members: int, num_classes: int, device="
 class LearnedEnsemble(Ensemble, Transform):
     """Like MONAI's ``MeanEnsemble``: takes the members' probabilities (a list of channel-first tensors, or one
     tensor stacked on a leading member axis) and returns ``ensembler``'s class probabilities, computed on the
-    ensembler's device, with the first member's type and metadata."""
+    ensembler's device, with the first member's type and metadata. With flip test-time augmentation each model
+    is ``per_model`` consecutive members, averaged before the ensembler (which was trained on one output per model)."""
 
-    def __init__(self, ensembler: torch.nn.Module) -> None:
+    def __init__(self, ensembler: torch.nn.Module, per_model: int = 1) -> None:
         self.ensembler = ensembler
+        self.per_model = int(per_model)
 
     def __call__(self, img):
         stacked = self.get_stacked_torch(img)  # (members, classes, *spatial)
+        stacked = stacked.reshape(-1, self.per_model, *stacked.shape[1:]).mean(1)
         device = next(self.ensembler.parameters()).device
         with torch.no_grad():
             joined = stacked.reshape(1, -1, *stacked.shape[2:]).to(device, torch.float32)
@@ -71,7 +74,8 @@ class LearnedEnsemble(Ensemble, Transform):
 
 class LearnedEnsembled(Ensembled):
     """Dictionary version of ``LearnedEnsemble``, loading the ensembler from ``model_file`` (see
-    ``load_ensembler``); ``keys`` are the members' prediction keys in ``model_files`` order."""
+    ``load_ensembler``); ``keys`` are the members' prediction keys in ``model_files`` order, ``per_model`` of them
+    per model (see ``custom_nets.uncertainty.tta_members``)."""
 
     def __init__(
         self,
@@ -81,6 +85,10 @@ class LearnedEnsembled(Ensembled):
         device="cpu",
         output_key: str | None = None,
         allow_missing_keys: bool = False,
+        per_model: int = 1,
     ) -> None:
-        ensembler = load_ensembler(model_file, len(ensure_tuple(keys)), num_classes, device)
-        super().__init__(keys, LearnedEnsemble(ensembler), output_key, allow_missing_keys)
+        models, rest = divmod(len(ensure_tuple(keys)), int(per_model))
+        if rest:
+            raise ValueError(f"{len(ensure_tuple(keys))} member keys are not {per_model} per model.")
+        ensembler = load_ensembler(model_file, models, num_classes, device)
+        super().__init__(keys, LearnedEnsemble(ensembler, per_model), output_key, allow_missing_keys)

@@ -1,5 +1,5 @@
 """What inference needs beyond MONAI's pieces: choosing the cases to run, loading one or several generators with
-clear errors, flip test-time augmentation, and the run's closing report."""
+clear errors, and the run's closing report (flip test-time augmentation: ``custom_nets.uncertainty``)."""
 
 from __future__ import annotations
 
@@ -174,12 +174,18 @@ def load_generator(
     return network.to(device).eval()
 
 
-def load_networks(network: torch.nn.Module, model_files: str | Sequence[str], device: str | torch.device = "cpu"):
-    """One copy of ``network`` per checkpoint (an ensemble, e.g. the K fold models)."""
+def load_networks(
+    network: torch.nn.Module,
+    model_files: str | Sequence[str],
+    device: str | torch.device = "cpu",
+    activation: torch.nn.Module | None = None,
+):
+    """One copy of ``network`` per checkpoint (an ensemble, e.g. the K fold models); ``activation`` as
+    ``load_generator``'s."""
     files = [model_files] if isinstance(model_files, str) else list(model_files)
     if not files:
         raise ValueError("model_files is empty: give at least one checkpoint.")
-    return [load_generator(copy.deepcopy(network), f, device) for f in files]
+    return [load_generator(copy.deepcopy(network), f, device, activation) for f in files]
 
 
 def with_settings(inferer: Inferer, **settings) -> Inferer:
@@ -191,26 +197,6 @@ def with_settings(inferer: Inferer, **settings) -> Inferer:
             raise AttributeError(f"{type(inferer).__name__} has no setting '{name}'.")
         setattr(copied, name, value)
     return copied
-
-
-class FlipInferer(Inferer):
-    """Flip test-time augmentation around another inferer: the mean of its outputs on the input and on the input
-    flipped along each of ``flips`` (spatial axes, 0-based), each flipped back. ``enabled=False`` passes through."""
-
-    def __init__(self, inferer: Inferer, flips: Sequence[Sequence[int]] = ((0,), (1,), (2,)), enabled: bool = True):
-        super().__init__()
-        self.inferer = inferer
-        self.flips = [tuple(int(a) for a in f) for f in flips]
-        self.enabled = enabled
-
-    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
-        output = self.inferer(inputs, network, *args, **kwargs)
-        if not self.enabled or not self.flips:
-            return output
-        for axes in self.flips:
-            dims = [a + 2 for a in axes]
-            output = output + torch.flip(self.inferer(torch.flip(inputs, dims), network, *args, **kwargs), dims)
-        return output / (len(self.flips) + 1)
 
 
 class ForegroundCropInferer(Inferer):

@@ -96,20 +96,28 @@ def orthogonal_overlay(
     title: str = "",
     centre_on: np.ndarray | None = None,
     task=DEFAULT_TASK,
+    heat: Mapping[str, np.ndarray] | None = None,
 ) -> str:
     """Axial, coronal and sagittal slices through the tumour centre; one row per overlay (e.g. truth, prediction) of
-    the task's class indices, with a legend of its classes."""
+    the task's class indices, with a legend of its classes, then one row per ``heat`` map in [0, 1] (e.g. an
+    ensemble's uncertainty), drawn alone in a colour map with its colour bar."""
     centre = tumour_centre(centre_on if centre_on is not None else next(iter(overlays.values())), background.shape)
     lo, hi = _window(background)
-    rows = len(overlays)
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3.2 * rows + 0.4), squeeze=False)
-    for row, (name, classes) in enumerate(overlays.items()):
+    rows = [(name, classes, False) for name, classes in overlays.items()]
+    rows += [(name, values, True) for name, values in (heat or {}).items()]
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3.2 * len(rows) + 0.4), squeeze=False)
+    for row, (name, values, is_heat) in enumerate(rows):
         for col, (axis, view) in enumerate(zip((2, 1, 0), ("axial", "coronal", "sagittal"), strict=True)):
             ax = axes[row, col]
-            ax.imshow(_slice(background, axis, centre[axis]), cmap="gray", vmin=lo, vmax=hi)
-            if classes is not None:
-                _overlay(ax, classes, axis, centre[axis], task)
-            ax.set_title(f"{name}: {view} {centre[axis]}")
+            if is_heat:  # alone: a bright image under it would read as uncertain
+                shown = ax.imshow(_slice(values, axis, centre[axis]), cmap="inferno", vmin=0, vmax=1)
+                if col == 2:
+                    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+            else:
+                ax.imshow(_slice(background, axis, centre[axis]), cmap="gray", vmin=lo, vmax=hi)
+            if not is_heat and values is not None:
+                _overlay(ax, values, axis, centre[axis], task)
+            ax.set_title(f"{name}: {view} {centre[axis]}", fontsize=9)
             ax.axis("off")
     _legend(fig, task)
     fig.suptitle(title)

@@ -13,13 +13,14 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from pydicom.sr.codedict import codes
 
 from custom_nets import Vox2VoxGenerator
 from custom_nets.data.conventions import labels_to_classes
 from custom_nets.dicom.outputs import read_series
 from custom_nets.dicom.series import Series, assign_modalities
 from tests.bundle_helpers import TINY, make_synthetic_dataset, run_bundle, write_overrides
-from tests.dicom_helpers import dicom_case, rotation
+from tests.dicom_helpers import dciodvfy_errors, dicom_case, rotation
 
 STANDARD = {"flair": "AX T2 FLAIR", "t1": "AX T1 MPRAGE", "t1ce": "AX T1 POST GD", "t2": "AX T2 FSE"}
 OBLIQUE = rotation(15, 10)
@@ -70,7 +71,8 @@ def test_dicom_and_nifti_cases_side_by_side_and_bad_series_named(dicom_run):
     out, result = dicom_run["out"], dicom_run["result"]
     assert result.returncode == 1, result.stderr[-3000:]
     written = ["BraTS2021_00001", "mixed", "oblique"]
-    expected = [f"{c}{e}" for c in written for e in (".nii.gz", ".png")] + ["mixed_seg.dcm", "oblique_seg.dcm"]
+    expected = [f"{c}{e}" for c in written for e in (".nii.gz", ".png")]
+    expected += [f"{c}_{kind}.dcm" for c in ("mixed", "oblique") for kind in ("seg", "sr")]
     assert sorted(os.listdir(out)) == sorted([*expected, "dicom_inputs", "inference_summary.json", "volumes.csv"])
     stderr = result.stderr
     assert "skipped no_t1ce: case no_t1ce: no series for 't1ce' among: 'FLAIR' (series 1," in stderr
@@ -117,6 +119,45 @@ def test_segmentation_object_matches_the_nifti_and_the_reference_series(dicom_ru
     assert segments == [(1, "6574001"), (2, "79654002"), (3, "108369006")]  # SNOMED CT necrosis, edema, neoplasm
 
 
+def test_measurement_report_holds_the_hand_counted_volumes_and_references_the_segments(dicom_run):
+    out = dicom_run["out"]
+    labels = nib.load(out / "oblique.nii.gz")
+    classes = labels_to_classes(np.asanyarray(labels.dataobj), "brats2021")
+    voxel_ml = float(np.prod(labels.header.get_zooms()[:3])) / 1000
+    by_hand = {c: round(int((classes == c).sum()) * voxel_ml, 4) for c in (1, 2, 3)}
+    regions = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+    by_hand_regions = {r: round(int(np.isin(classes, cs).sum()) * voxel_ml, 4) for r, cs in regions.items()}
+    assert min(by_hand.values()) > 0
+    segmentation = pydicom.dcmread(out / "oblique_seg.dcm")
+    report = hd.sr.srread(out / "oblique_sr.dcm")
+    assert report.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR Storage
+    assert report.StudyInstanceUID == segmentation.StudyInstanceUID
+    evidence = {i.ReferencedSOPInstanceUID for s in report.CurrentRequestedProcedureEvidenceSequence
+                for series in s.ReferencedSeriesSequence for i in series.ReferencedSOPSequence}  # fmt: skip
+    assert segmentation.SOPInstanceUID in evidence
+    volumetric = report.content.get_volumetric_roi_measurement_groups()
+    found = {}
+    for group in volumetric:
+        reference = group.referenced_segment
+        assert reference.referenced_sop_instance_uid == segmentation.SOPInstanceUID
+        (number,) = reference.referenced_segment_numbers
+        (volume,) = group.get_measurements(name=codes.SCT.Volume)
+        assert volume.unit.value == "mL"
+        found[number] = volume.value
+    assert found == pytest.approx(by_hand, abs=1e-9)
+    region_groups = {str(g.tracking_identifier).split(":")[0]: g for g in report.content.get_image_measurement_groups()}
+    assert {r: g.get_measurements(name=codes.SCT.Volume)[0].value for r, g in region_groups.items()} == pytest.approx(
+        {f"region {r}": v for r, v in by_hand_regions.items()}, abs=1e-9
+    )
+    written = json.loads((out / "inference_summary.json").read_text())["cases"]["oblique"]["volumes"]
+    assert written["WT_ml"] == by_hand_regions["WT"] and written["NCR/NET_ml"] == by_hand[1]
+
+
+def test_segmentation_and_report_pass_the_dicom_validator(dicom_run):
+    for name in ("oblique_seg.dcm", "oblique_sr.dcm", "mixed_sr.dcm"):
+        assert dciodvfy_errors(dicom_run["out"] / name) == [], name
+
+
 def test_series_are_read_onto_the_reference_grid(dicom_run):
     inputs = dicom_run["out"] / "dicom_inputs" / "oblique"
     flair = nib.load(inputs / "oblique_flair.nii.gz")
@@ -148,7 +189,7 @@ def test_synthesis_writes_a_derived_mr_series_on_the_first_input_grid(dicom_run,
     )
     t1 = series_of(str(data / "oblique"), "AX T1 MPRAGE")
     derived = read_series(str(out / "oblique_dicom"))
-    assert len(derived) == len(t1) and derived[0].ImageType == ["DERIVED", "SECONDARY"]
+    assert len(derived) == len(t1) and derived[0].ImageType == ["DERIVED", "SECONDARY", "OTHER"]
     assert derived[0].SeriesInstanceUID != t1[0].SeriesInstanceUID and "synthesized" in derived[0].SeriesDescription
     assert derived[0].StudyInstanceUID == t1[0].StudyInstanceUID
     assert derived[0].FrameOfReferenceUID == t1[0].FrameOfReferenceUID
@@ -156,6 +197,7 @@ def test_synthesis_writes_a_derived_mr_series_on_the_first_input_grid(dicom_run,
     synthesized = np.asanyarray(nib.load(out / "oblique.nii.gz").dataobj)
     frames = np.stack([d.pixel_array for d in derived])
     assert np.array_equal(frames, np.rint(np.transpose(synthesized, (2, 1, 0))).astype(np.int16))
+    assert dciodvfy_errors(sorted((out / "oblique_dicom").iterdir())[0]) == []
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 from custom_nets import Vox2VoxGenerator
 from custom_nets.handlers.brats_metrics import METRICS, MISS_HD95, region_metrics
-from custom_nets.inference import FlipInferer, load_generator
+from custom_nets.inference import load_generator
 from custom_nets.transforms import RelabelSmallEnhancingd
 from tests.bundle_helpers import ROOT, TINY, make_synthetic_dataset, run_bundle, train_tiny, write_overrides
 
@@ -80,17 +80,6 @@ def test_relabel_small_enhancing():
     assert int((out == 3).sum()) == 0 and int((out == 1).sum()) == 8
     kept = RelabelSmallEnhancingd("pred", min_voxels=5)({"pred": classes})["pred"]
     assert torch.equal(kept, classes)
-
-
-def test_flip_inferer_averages_flipped_predictions():
-    net = torch.nn.Conv3d(1, 1, 3, padding=1, bias=False)
-    x = torch.randn(1, 1, 8, 8, 8)
-    plain = lambda inputs, network: network(inputs)  # noqa: E731
-    with torch.no_grad():
-        out = FlipInferer(plain, flips=[(0,)])(x, net)
-        expected = (net(x) + torch.flip(net(torch.flip(x, [2])), [2])) / 2
-        torch.testing.assert_close(out, expected)
-        torch.testing.assert_close(FlipInferer(plain, enabled=False)(x, net), net(x))
 
 
 def test_mismatched_checkpoint_names_the_mismatch(tmp_path):
@@ -168,8 +157,27 @@ def test_evaluation_predictions_are_the_files_inference_writes(trained):
         inferred = nib.load(inference / f"{case}.nii.gz")
         assert np.array_equal(np.asanyarray(evaluated.dataobj), np.asanyarray(inferred.dataobj)), case
         assert np.allclose(evaluated.affine, inferred.affine)
+        # flip TTA runs 4 members: both runs write the same uncertainty map on the input's grid
+        maps = [nib.load(d / f"{case}_uncertainty.nii.gz") for d in (evaluation / "predictions", inference)]
+        assert maps[0].shape == (*evaluated.shape, 2)
+        np.testing.assert_allclose(np.asarray(maps[0].dataobj), np.asarray(maps[1].dataobj), atol=1e-5)
     summary = json.load(open(evaluation / "summary.json"))
     assert summary["config"]["flip_tta"] == "true" and summary["config"]["et_min_voxels"] == 5
+    # the uncertainty score beside the metrics, and its rank correlation with Dice (Pearson's on the ranks)
+    from scipy.stats import rankdata
+
+    rows = list(csv.DictReader(open(evaluation / "metrics.csv")))
+    correlation = json.load(open(evaluation / "uncertainty_correlation.json"))
+    uncertainty = np.array([float(r["uncertainty"]) for r in rows])
+    assert correlation["num_cases"] == 5 and "uncertainty" in summary["metrics"]
+    for column in ("dice_WT", "dice_TC"):
+        dice = np.array([float(r[column]) for r in rows])
+        expected = np.corrcoef(rankdata(uncertainty), rankdata(dice))[0, 1]
+        assert correlation["spearman_uncertainty_vs"][column] == pytest.approx(expected, abs=1e-4)
+    assert correlation["review_first"] == [rows[i]["case"] for i in np.argsort(-uncertainty, kind="stable")]
+    record = json.load(open(inference / "inference_summary.json"))
+    assert record["review_first"] == correlation["review_first"]
+    assert [record["cases"][c]["uncertainty"] for c in cases] == pytest.approx(list(uncertainty), abs=1e-6)
 
 
 def _write_case(root, case, images, affine, skip=()):

@@ -37,13 +37,26 @@ def segments(task) -> dict[int, tuple[str, hd.sr.CodedConcept]]:
     return found
 
 
-def _version() -> str:
+def software_version() -> str:
+    """The installed package's version, for the DICOM objects' SoftwareVersions."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("custom_nets")
     except PackageNotFoundError:
         return "0"
+
+
+def new_instance(source: pydicom.Dataset, series_offset: int) -> dict:
+    """highdicom's identity arguments of a new one-instance series in ``source``'s study, numbered
+    ``series_offset`` after ``source``'s series."""
+    return {
+        "series_instance_uid": hd.UID(),
+        "series_number": int(source.get("SeriesNumber") or 0) + series_offset,
+        "sop_instance_uid": hd.UID(),
+        "instance_number": 1,
+        "manufacturer": MANUFACTURER,
+    }
 
 
 def read_series(series_dir: str) -> list[pydicom.Dataset]:
@@ -90,7 +103,7 @@ def write_segmentation(
     datasets = read_series(series_dir)
     frames = frames_of(np.asarray(classes, dtype=np.uint8), reference, datasets, case)
     algorithm = hd.AlgorithmIdentificationSequence(
-        name="Vox2Vox", version=_version(), family=codes.cid7162.ArtificialIntelligence
+        name="Vox2Vox", version=software_version(), family=codes.cid7162.ArtificialIntelligence
     )
     descriptions = [
         hd.seg.SegmentDescription(
@@ -108,13 +121,9 @@ def write_segmentation(
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=int(datasets[0].get("SeriesNumber") or 0) + 9000,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
+        **new_instance(datasets[0], 9000),
         manufacturer_model_name="Vox2Vox",
-        software_versions=_version(),
+        software_versions=software_version(),
         device_serial_number="0",
         series_description="Vox2Vox tumour segmentation",
         omit_empty_frames=False,
@@ -146,7 +155,8 @@ def write_derived_series(
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.SeriesDescription = description
         ds.SeriesNumber = int(source.get("SeriesNumber") or 0) + 8000
-        ds.ImageType = ["DERIVED", "SECONDARY"]
+        flavour = list(source.get("ImageType") or [])[2:3] or ["OTHER"]  # MR images need a third value
+        ds.ImageType = ["DERIVED", "SECONDARY", *flavour]
         ds.DerivationDescription = f"synthesized by Vox2Vox from the case's other sequences ({MANUFACTURER})"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"

@@ -11,6 +11,7 @@ import numpy as np
 from ignite.engine import Engine, Events
 
 from custom_nets.handlers.regions import case_name, decollated_items
+from custom_nets.uncertainty import SCORE_KEYS, rank_correlation, review_order
 from custom_nets.utils import atomic_path, is_main_process, sha256, write_json
 
 
@@ -85,7 +86,7 @@ class CaseMetricsWriter:
         for item in decollated_items(engine):
             case = case_name(item, self.case_key)
             try:
-                row = {"case": case, **self.case_row(item)}
+                row = {"case": case, **self.case_row(item), **{k: float(item[k]) for k in SCORE_KEYS if k in item}}
             except Exception as error:
                 if self.record is None:
                     raise
@@ -96,16 +97,42 @@ class CaseMetricsWriter:
             self.rows.append(row)
             self.logger.info(f"{case}: {self.describe(row)}")
 
+    def _write_correlation(self) -> None:
+        """``uncertainty_correlation.json``: Spearman's rank correlation between the ensemble's per-case uncertainty
+        and each Dice column (and their mean per case) over this run's cases; a useful score correlates negatively
+        (the most uncertain cases are the worst)."""
+        dice = [c for c in self.columns if c.startswith(("dice_", "lesion_dice_"))]
+        global_dice = [c for c in dice if c.startswith("dice_")]
+        rows = [{**row, "mean_dice": float(np.mean([row[c] for c in global_dice]))} for row in self.rows]
+        correlation = rank_correlation(rows, "uncertainty", ["mean_dice", *dice])
+        path = os.path.join(self.output_dir, "uncertainty_correlation.json")
+        write_json(
+            path,
+            {
+                "num_cases": len(rows),
+                "spearman_uncertainty_vs": correlation,
+                "review_first": review_order({row["case"]: row["uncertainty"] for row in rows}),
+                "meaning": "Spearman's rank correlation over the cases between the per-case uncertainty score (mean "
+                "normalised entropy of the members' mean over the voxels any member calls tumour) and each Dice; "
+                "negative: the cases reviewed first are the worst ones. null: fewer than 3 cases or a constant column",
+            },
+        )
+        spearman = correlation["mean_dice"]
+        self.logger.info(f"uncertainty vs mean Dice over {len(rows)} cases: Spearman {spearman}; {path}")
+
     def _write(self, engine: Engine) -> None:
         if not is_main_process():
             return
         os.makedirs(self.output_dir, exist_ok=True)
         metrics_file = os.path.join(self.output_dir, "metrics.csv")
+        scores = [k for k in SCORE_KEYS if self.rows and all(k in row for row in self.rows)]
         with atomic_path(metrics_file) as temporary, open(temporary, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["case", *self.columns])
+            writer = csv.DictWriter(f, fieldnames=["case", *self.columns, *scores], extrasaction="ignore")
             writer.writeheader()
             writer.writerows(self.rows)
-        statistics = summarise(self.rows, self.columns) if self.rows else {}
+        statistics = summarise(self.rows, [*self.columns, *scores]) if self.rows else {}
+        if scores:
+            self._write_correlation()
         summary = {
             "num_cases": len(self.rows),
             "metrics": statistics,

@@ -14,6 +14,7 @@ from ignite.engine import Engine, Events
 from custom_nets.data.errors import DataError
 from custom_nets.data.tasks import Task, load_task
 from custom_nets.handlers.regions import case_name, decollated_items
+from custom_nets.uncertainty import SCORE_KEYS
 from custom_nets.utils import is_main_process, remove_partials, save_nifti
 from custom_nets.visualize import orthogonal_overlay
 from custom_nets.volumes import label_volumes, merge_volumes_csv, read_volumes_csv, title_volumes, voxel_ml
@@ -112,10 +113,14 @@ class PredictionWriter(CaseWriter):
     file in ``reference_key``, each atomically; the NIfTI comes last, so a case whose NIfTI exists is complete. A label
     map whose shape or affine differs from the input's is refused (``check_on_grid``). A DICOM case (its reference
     series' folder in ``dicom_key``) also gets ``<output_dir>/<case>_seg.dcm``, a DICOM Segmentation referencing that
-    series (``custom_nets.dicom.write_segmentation``), before the NIfTI. Each written case's volumes
-    (``custom_nets.volumes.label_volumes``: mL per class and region on the written grid, lesions per region, the
-    largest lesion) go into the run record (``volumes``), the picture's title, and, when the run completes,
-    ``<output_dir>/volumes.csv`` (one row per case, merged with an earlier run's). Rank 0 only.
+    series (``custom_nets.dicom.write_segmentation``), and ``<output_dir>/<case>_sr.dcm``, a TID 1500 measurement
+    report of its volumes referencing the SEG's segments (``custom_nets.dicom.report``), before the NIfTI. Each
+    written case's volumes (``custom_nets.volumes.label_volumes``: mL per class and region on the written grid,
+    lesions per region, the largest lesion) go into the run record (``volumes``), the picture's title, and, when the
+    run completes, ``<output_dir>/volumes.csv`` (one row per case, merged with an earlier run's). An ensemble's
+    per-voxel uncertainty in ``uncertainty_key`` (``custom_nets.uncertainty``, on the input's grid) is written before
+    the label map as ``<case>_uncertainty.nii.gz`` (4D: entropy, disagreement) and drawn in the picture; its scores
+    go into the run record. Rank 0 only.
 
     Args:
         output_dir: where to write.
@@ -123,6 +128,7 @@ class PredictionWriter(CaseWriter):
         pred_key, reference_key, case_key: batch keys of the label map, the reference image path and the case name.
         png: also write the PNG.
         classes: ``pred_key`` holds class indices (True) or the task's stored values (False).
+        uncertainty_key: batch key of the uncertainty map (absent without an ensemble).
         record: a ``custom_nets.cases.CaseRecord`` to report each case to (see ``CaseWriter``).
     """
 
@@ -137,8 +143,10 @@ class PredictionWriter(CaseWriter):
         record=None,
         dicom_key: str = "dicom_series",
         classes: bool = True,
+        uncertainty_key: str = "uncertainty_map",
     ) -> None:
         super().__init__(output_dir, case_key, record)
+        self.uncertainty_key = uncertainty_key
         self.classes = classes
         self.volumes: dict[str, dict] = {}  # case -> label_volumes of the cases this run wrote
         self.dicom_key = dicom_key
@@ -157,17 +165,29 @@ class PredictionWriter(CaseWriter):
             classes = self.task.labels_to_classes(labels)
         output = like(labels, reference)
         volumes = label_volumes(classes, voxel_ml(reference.header.get_zooms()), self.task)
+        uncertainty, scores = None, {k: float(item[k]) for k in SCORE_KEYS if k in item}
+        if item.get(self.uncertainty_key) is not None:
+            check_on_grid(item[self.uncertainty_key], reference, case)
+            uncertainty = np.moveaxis(np.asarray(torch.as_tensor(item[self.uncertainty_key]).cpu(), np.float32), 0, -1)
+            save_like(uncertainty, reference, os.path.join(self.output_dir, f"{case}_uncertainty.nii.gz"))
         if self.png:
-            self._picture(case, reference, classes, f"{case}: {title_volumes(volumes, self.task)}")
+            title = f"{case}: {title_volumes(volumes, self.task)}"
+            if scores:
+                title += ", " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+            self._picture(case, reference, classes, title, None if uncertainty is None else uncertainty[..., 0])
         if item.get(self.dicom_key):
             from custom_nets.dicom.outputs import write_segmentation  # highdicom only when a case is DICOM
+            from custom_nets.dicom.report import write_measurement_report
 
+            series = str(item[self.dicom_key])
             segmentation = os.path.join(self.output_dir, f"{case}_seg.dcm")
-            write_segmentation(classes, reference, str(item[self.dicom_key]), segmentation, case, self.task)
+            write_segmentation(classes, reference, series, segmentation, case, self.task)
+            report = os.path.join(self.output_dir, f"{case}_sr.dcm")
+            write_measurement_report(volumes, segmentation, series, report, self.task)
         path = save_nifti(output, os.path.join(self.output_dir, f"{case}.nii.gz"))
         self.volumes[case] = volumes
         if self.record is not None:
-            self.record.note(case, volumes=volumes)
+            self.record.note(case, volumes=volumes, **scores)
         return path
 
     def attach(self, engine: Engine) -> None:
@@ -189,10 +209,12 @@ class PredictionWriter(CaseWriter):
                 self.volumes[case] = label_volumes(classes, voxel_ml(written.header.get_zooms()), self.task)
         return merge_volumes_csv(self.output_dir, self.volumes)
 
-    def _picture(self, case: str, reference: nib.Nifti1Image, classes: np.ndarray, title: str) -> None:
+    def _picture(self, case: str, reference, classes: np.ndarray, title: str, entropy: np.ndarray | None) -> None:
         flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
         if flair.ndim == 4:  # Decathlon: one 4D image, FLAIR first
             flair = flair[..., 0]
-        classes = np.asanyarray(nib.as_closest_canonical(like(classes, reference)).dataobj)
+        canonical = lambda volume: np.asanyarray(nib.as_closest_canonical(like(volume, reference)).dataobj)  # noqa: E731
+        classes = canonical(classes)
+        heat = None if entropy is None else {"uncertainty (entropy)": canonical(entropy)}
         picture = os.path.join(self.output_dir, f"{case}.png")
-        orthogonal_overlay(flair, {"prediction": classes}, picture, title=title, task=self.task)
+        orthogonal_overlay(flair, {"prediction": classes}, picture, title=title, task=self.task, heat=heat)
