@@ -40,6 +40,14 @@ def failure_reason(entry: dict, error: Exception) -> str:
         check_image_files(entry)
     except DataError as diagnosed:
         return str(diagnosed)
+    cause = error  # MONAI's Compose wraps a transform's error in a RuntimeError
+    while cause is not None and not isinstance(cause, DataError):
+        cause = cause.__cause__
+    if cause is not None:  # a check of the pipeline's own (custom_nets.input_checks), naming the inputs concerned
+        files = entry.get("image")
+        files = files if isinstance(files, list) else [files]
+        named = [str(files[c]) for c in getattr(cause, "channels", ()) if c < len(files)]
+        return f"case {_case_of(entry)}: {cause}" + (f" (files: {', '.join(named)})" if named else "")
     return f"case {_case_of(entry)}: {type(error).__name__}: {error}"
 
 

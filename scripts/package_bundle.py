@@ -8,7 +8,13 @@ shapes (widths, bottleneck, variant: a model trained with ``configs/quick.json``
 into it are refused. A ``postprocessing.json`` beside the weights (chosen by ``run evaluating
 --select_postprocessing true``) is packed with them, so every consumer post-processes as the batch run does.
 
+With ``--release_url`` (where the release's assets will be uploaded; ``file://`` works for a local release),
+``large_files.yml`` lists the weights at ``<release_url>/model.pt`` with their sha256, and ``<output_dir>/release/``
+holds the assets to upload: ``model.pt`` and the bundle's zip without it, which ``python -m monai.bundle download
+--url <release_url>/brats_mri_vox2vox.zip`` fetches and ``download_large_files`` completes.
+
     python scripts/package_bundle.py [--output_dir dist] [--weights bundle/models/model.pt] [--task brats2021]
+        [--release_url https://github.com/<you>/<repo>/releases/download/<tag>]
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -33,8 +38,12 @@ NAME = "brats_mri_vox2vox"
 BUNDLE_FILES = ("configs", "docs", "LICENSE", "large_files.yml")
 
 
-def package(output_dir: str = "dist", weights: str | None = None, task: str = "brats2021") -> Path:
+def package(
+    output_dir: str = "dist", weights: str | None = None, task: str = "brats2021", release_url: str | None = None
+) -> Path:
     """Writes the bundle (see the module); refuses (exit 2, one line) weights that cannot be read or do not fit."""
+    if release_url and not weights:
+        refuse("--release_url publishes weights: give them with --weights.")
     settings = weights_settings(weights, task) if weights else None
     target = Path(output_dir).resolve() / NAME
     if target.exists():
@@ -54,12 +63,34 @@ def package(output_dir: str = "dist", weights: str | None = None, task: str = "b
         if (weights_path.parent / "postprocessing.json").is_file():
             shutil.copy2(weights_path.parent / "postprocessing.json", target / "models" / "postprocessing.json")
         configure_inference(target, settings, task)
-        large_files = (target / "large_files.yml").read_text()
-        large_files = re.sub(r'hash_val: ".*"', f'hash_val: "{sha256(str(weights_path))}"', large_files)
-        (target / "large_files.yml").write_text(large_files)
     archive = shutil.make_archive(str(target), "zip", root_dir=target.parent, base_dir=NAME)
     print(f"{target}\n{archive}")
+    if release_url:
+        release(target, release_url.rstrip("/"))
     return target
+
+
+def release(target: Path, url: str) -> Path:
+    """``<output_dir>/release/``: the weights and the bundle's zip without them, whose ``large_files.yml`` lists them
+    at ``<url>/model.pt`` with their sha256 (the packed folder keeps its weights)."""
+    folder = target.parent / "release"
+    shutil.rmtree(folder, ignore_errors=True)
+    staging = folder / "staging" / NAME
+    shutil.copytree(target, staging, ignore=shutil.ignore_patterns("model.pt"))
+    weights = target / "models" / "model.pt"
+    (staging / "large_files.yml").write_text(
+        "# the weights of this release, fetched by `python -m monai.bundle download_large_files`\n"
+        "large_files:\n"
+        '  - path: "models/model.pt"\n'
+        f'    url: "{url}/model.pt"\n'
+        f'    hash_val: "{sha256(str(weights))}"\n'
+        '    hash_type: "sha256"\n'
+    )
+    shutil.copy2(weights, folder / "model.pt")
+    shutil.make_archive(str(folder / NAME), "zip", root_dir=staging.parent, base_dir=NAME)
+    shutil.rmtree(folder / "staging")
+    print(f"release assets to upload to {url}: {folder / 'model.pt'}, {folder / (NAME + '.zip')}")
+    return folder
 
 
 def weights_settings(weights: str, task: str) -> dict:
@@ -116,8 +147,9 @@ def main() -> None:
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "dist"))
     parser.add_argument("--weights", default=None, help="a generator state dict to ship as models/model.pt")
     parser.add_argument("--task", default="brats2021", help="the task the weights were trained for (or a JSON file)")
+    parser.add_argument("--release_url", default=None, help="where the release assets will be uploaded (see above)")
     args = parser.parse_args()
-    package(args.output_dir, args.weights, args.task)
+    package(args.output_dir, args.weights, args.task, args.release_url)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from custom_nets.data.synthetic import brats_affine, synthesize_case
 from custom_nets.handlers.prediction_writer import OffGridError, check_on_grid
 from custom_nets.utils import PARTIAL_PREFIX, atomic_path, sha256
 from tests.bundle_helpers import BUNDLE, ROOT, TINY, bundle_command, run_bundle, write_overrides
+from tests.test_input_checks import misaligned, with_shell
 
 SHAPE = (40, 48, 32)
 MODALITIES = ("flair", "t1", "t1ce", "t2")
@@ -105,6 +106,16 @@ def faulty_cases(root):
         f"{case}_flair.nii.gz",
         "holds 1024x1024x768 = 805,306,368 voxels, more than max_voxels_per_image 536,870,912; it was not decoded",
     )
+
+    stacked = np.stack([images[m] for m in MODALITIES])
+    shelled = with_shell(np.pad(stacked, [(0, 0)] + [(8, 8)] * 3))  # room around the shell for the rim check
+    case = "BraTS2021_shell"  # a bright shell around the brain: skull and scalp left on
+    write_case(root, case, dict(zip(MODALITIES, shelled, strict=True)), brats_affine(shelled.shape[1:]))
+    expected[case] = (f"{case}_flair.nii.gz", "input check 'skull-stripped' failed: the outer 3 voxels")
+
+    case = "BraTS2021_misaligned"  # T2 moved 5 mm and turned 6 degrees, FLAIR turned 3 degrees
+    write_case(root, case, dict(zip(MODALITIES, misaligned(stacked), strict=True)), affine, labels)
+    expected[case] = (f"{case}_t2.nii.gz", "input check 'co-registered' failed: the non-zero outlines of flair and t2")
     return expected
 
 

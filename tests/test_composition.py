@@ -96,7 +96,6 @@ def models(tmp_path_factory):
     torch.save(Vox2VoxGenerator(4, 4, channels=TINY["generator_channels"]).state_dict(), seg / "model.pt")
     generator = Vox2VoxGenerator(3, 1, channels=TINY["generator_channels"], out_activation="tanh")
     torch.save(generator.state_dict(), syn / "model.pt")
-    (seg / "fold1.pt").write_bytes((seg / "model.pt").read_bytes())  # a second member for an ensemble
     return {"root": root, "data": data, "seg": seg, "syn": syn, "tiny": write_overrides(root / "tiny.json", epochs=1)}
 
 
@@ -128,20 +127,16 @@ def commands(models):
         if configs[0] == "configs/inference.json":
             overrides["model_files"] = f"['{models[ckpt] / 'model.pt'}']"
         runs.append((name, run_id, [*order, tiny], overrides, proof_file, order == configs))
-    ensemble = f"['{models['seg'] / 'model.pt'}','{models['seg'] / 'fold1.pt'}']"
-    out = root / "runs" / "ensemble"
-    overrides = {"dataset_dir": models["data"], "output_dir": out, "ckpt_dir": models["seg"], "model_files": ensemble}
-    runs.append(("ensemble", None, ["configs/inference.json", tiny], overrides, out / "BraTS2021_00000.nii.gz", True))
-    return runs
+    return runs  # (an ensemble's inference runs in test_uncertainty and test_ensemble)
 
 
 def test_documented_commands_run_and_wrong_orders_are_refused_before_any_work(models):
-    model_files = [models["seg"] / "model.pt", models["seg"] / "fold1.pt", models["syn"] / "model.pt"]
+    model_files = [models["seg"] / "model.pt", models["syn"] / "model.pt"]
     before = snapshot(model_files)
     runs = commands(models)
     ends = {os.path.basename(configs[-2]) for _, _, configs, _, _, documented in runs if not documented}
     assert ends == {"train.json", "synthesis.json", "evaluate.json", "synthesis_evaluate.json", "inference.json"}
-    assert sum(documented for *_, documented in runs) == 6 + 1  # the last: an ensemble of two segmentation models
+    assert sum(documented for *_, documented in runs) == 6
 
     def run(spec):
         name, run_id, configs, overrides, proof, documented = spec

@@ -1,6 +1,6 @@
+import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -119,22 +119,34 @@ def isolated_python(tmp_path):
 
 
 def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
+    """The package script's release (a ``file://`` URL), fetched by ``monai.bundle download`` and
+    ``download_large_files`` in an environment without the package, trains, evaluates and infers."""
     torch.save(Vox2VoxGenerator(4, 4, channels=TINY_CHANNELS).state_dict(), tmp_path / "weights.pt")
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "package_bundle.py"),
-            "--output_dir",
-            tmp_path / "dist",
-            "--weights",
-            tmp_path / "weights.pt",
-        ],
+    release_url = f"file://{tmp_path / 'dist' / 'release'}"
+    packed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "package_bundle.py"), "--output_dir", tmp_path / "dist"]
+        + ["--weights", tmp_path / "weights.pt", "--release_url", release_url],
         check=True,
         capture_output=True,
+        text=True,
     )
+    assert f"release assets to upload to {release_url}" in packed.stdout
     assert (tmp_path / "dist" / "brats_mri_vox2vox.zip").is_file()
-    fresh = tmp_path / "elsewhere" / "brats_mri_vox2vox"
-    shutil.copytree(tmp_path / "dist" / "brats_mri_vox2vox", fresh)
+    assert "large_files: []" in (BUNDLE / "large_files.yml").read_text()  # the repository promises no download
+    assert json.loads((BUNDLE / "configs" / "metadata.json").read_text())["eval_metrics"] == {}
+    python = isolated_python(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    elsewhere = tmp_path / "elsewhere"
+    for command in (
+        ["download", "--name", "brats_mri_vox2vox", "--url", f"{release_url}/brats_mri_vox2vox.zip"]
+        + ["--bundle_dir", elsewhere],
+        ["download_large_files", "--bundle_path", elsewhere / "brats_mri_vox2vox"],
+    ):
+        fetched = subprocess.run([python, "-m", "monai.bundle", *map(str, command)], env=env, capture_output=True)
+        assert fetched.returncode == 0, fetched.stderr[-3000:]
+    fresh = elsewhere / "brats_mri_vox2vox"
+    weights_sha = hashlib.sha256((tmp_path / "weights.pt").read_bytes()).hexdigest()
+    assert hashlib.sha256((fresh / "models" / "model.pt").read_bytes()).hexdigest() == weights_sha
     for name in (
         "configs/train.json",
         "configs/inference.json",
@@ -147,8 +159,6 @@ def test_self_contained_bundle_runs_from_a_fresh_directory(tmp_path):
     ):
         assert (fresh / name).exists(), name
     data = make_synthetic_dataset(tmp_path / "data", num_cases=5, seed=2)
-    python = isolated_python(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     outside = subprocess.run([python, "-c", "import custom_nets"], cwd=tmp_path, env=env, capture_output=True)
     assert outside.returncode != 0, "custom_nets must not be installed in the isolated environment"
     inside = subprocess.run(

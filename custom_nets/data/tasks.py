@@ -89,6 +89,7 @@ class Task:
     descriptions: dict = field(default_factory=dict, hash=False, compare=False)
     colours: tuple[tuple[float, float, float], ...] = ()
     source: str = ""
+    skull_stripped: bool = True  # the inputs are skull-stripped brains (custom_nets.input_checks)
 
     @property
     def shipped(self) -> bool:
@@ -251,6 +252,7 @@ def parse_task(spec: dict, source: str = "<dict>") -> Task:
         descriptions=dict(spec.get("class_descriptions", {})),
         colours=colours,
         source=source,
+        skull_stripped=bool(spec.get("skull_stripped", True)),
     )
 
 
