@@ -5,7 +5,8 @@ and a case that does not look like what its task expects is skipped with the che
 - skull-stripped (tasks whose ``skull_stripped`` is true, all but those whose data keep the head): non-zero voxels
   on the grid's border, or a rim of the non-zero region brighter than its inside in every sequence (a skull or scalp
   around the brain; a stripped brain's rim is cortex and CSF, darker than white matter in T1 at least);
-- co-registered (several sequences): the non-zero outlines of the sequences overlap (Dice against the first).
+- co-registered (several sequences): the outline of each sequence's non-zero voxels lies within a few mm of the
+  first sequence's.
 """
 
 from __future__ import annotations
@@ -43,11 +44,24 @@ def rim_ratio(image: np.ndarray, foreground: np.ndarray, rim_voxels: int = 3) ->
     return min(ratios)
 
 
-def outline_dice(image: np.ndarray) -> list[float]:
-    """The Dice of each sequence's non-zero voxels with the first sequence's."""
+def outline_distances(image: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> list[float]:
+    """For each sequence after the first, the 95th percentile of the distances (mm) from the outline of its non-zero
+    voxels to the first sequence's outline: 0 for one mask, about 1-2 voxels where an interpolated series smears its
+    edge, the displacement where a sequence is moved or turned."""
     masks = image != 0
-    first = masks[0]
-    return [2.0 * float((first & m).sum()) / max(float(first.sum() + m.sum()), 1.0) for m in masks[1:]]
+    present = np.argwhere(masks.any(0))
+    low, high = np.maximum(present.min(0) - 3, 0), present.max(0) + 4
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+    first = masks[0][box]
+    outside = ndimage.distance_transform_edt(~first, sampling=spacing)  # to the nearest voxel of the first
+    inside = ndimage.distance_transform_edt(first, sampling=spacing) - min(spacing)  # its outline's voxels: 0
+    distance = np.where(first, inside, outside)
+    found = []
+    for mask in masks[1:]:
+        mask = mask[box]
+        outline = mask & ~ndimage.binary_erosion(mask)
+        found.append(float(np.percentile(distance[outline], 95)) if outline.any() else float("inf"))
+    return found
 
 
 def input_problem(
@@ -56,7 +70,8 @@ def input_problem(
     skull_stripped: bool = True,
     max_border_fraction: float = 0.05,
     max_rim_ratio: float = 1.2,
-    min_outline_dice: float = 0.97,
+    max_outline_mm: float = 3.0,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> tuple[str, list[int]] | None:
     """Why ``image`` (C, X, Y, Z, one channel per sequence) does not look like its task's inputs and the channels
     concerned, or None."""
@@ -81,12 +96,12 @@ def input_problem(
                 every,
             )
     if len(sequences) > 1:
-        dice = outline_dice(image)
-        worst = int(np.argmin(dice))
-        if dice[worst] < min_outline_dice:
+        distances = outline_distances(image, spacing)
+        worst = int(np.argmax(distances))
+        if distances[worst] > max_outline_mm:
             return (
-                f"input check 'co-registered' failed: the non-zero outlines of {sequences[0]} and "
-                f"{sequences[worst + 1]} overlap with Dice {dice[worst]:.3f} (at least {min_outline_dice} for "
+                f"input check 'co-registered' failed: the outline of {sequences[worst + 1]}'s non-zero voxels lies "
+                f"{distances[worst]:.1f} mm from {sequences[0]}'s (95th percentile; at most {max_outline_mm} mm for "
                 f"co-registered sequences)",
                 [0, worst + 1],
             )
@@ -113,7 +128,7 @@ class CheckInputsd(MapTransform):
         enabled: bool = True,
         max_border_fraction: float = 0.05,
         max_rim_ratio: float = 1.2,
-        min_outline_dice: float = 0.97,
+        max_outline_mm: float = 3.0,
         sequences: Sequence[str] | None = None,
     ) -> None:
         super().__init__(keys)
@@ -126,7 +141,7 @@ class CheckInputsd(MapTransform):
         self.limits = {
             "max_border_fraction": float(max_border_fraction),
             "max_rim_ratio": float(max_rim_ratio),
-            "min_outline_dice": float(min_outline_dice),
+            "max_outline_mm": float(max_outline_mm),
         }
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> Mapping[Hashable, torch.Tensor]:
@@ -135,7 +150,9 @@ class CheckInputsd(MapTransform):
         for key in self.key_iterator(dict(data)):
             image = np.asarray(torch.as_tensor(data[key]).detach().cpu())
             names = self.sequences if len(self.sequences) == len(image) else [f"channel {i}" for i in range(len(image))]
-            problem = input_problem(image, names, self.skull_stripped, **self.limits)
+            affine = getattr(data[key], "affine", None)
+            spacing = (1.0,) * 3 if affine is None else tuple(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+            problem = input_problem(image, names, self.skull_stripped, spacing=spacing, **self.limits)
             if problem:
                 raise InputCheckError(f"{problem[0]}; {ADVICE}.", problem[1])
         return data

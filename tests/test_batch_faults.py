@@ -115,7 +115,7 @@ def faulty_cases(root):
 
     case = "BraTS2021_misaligned"  # T2 moved 5 mm and turned 6 degrees, FLAIR turned 3 degrees
     write_case(root, case, dict(zip(MODALITIES, misaligned(stacked), strict=True)), affine, labels)
-    expected[case] = (f"{case}_t2.nii.gz", "input check 'co-registered' failed: the non-zero outlines of flair and t2")
+    expected[case] = (f"{case}_t2.nii.gz", "input check 'co-registered' failed: the outline of t2's non-zero voxels")
     return expected
 
 
