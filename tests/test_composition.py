@@ -2,6 +2,7 @@
 named); evaluation and inference never rewrite a model file, whatever order the configs come in."""
 
 import itertools
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +11,7 @@ import torch
 
 from custom_nets import Vox2VoxGenerator
 from custom_nets.composition import CompositionError, check_composition, parse_command_line
-from tests.bundle_helpers import TINY, make_synthetic_dataset, run_bundle, write_overrides
+from tests.bundle_helpers import BUNDLE, TINY, make_synthetic_dataset, run_bundle, write_overrides
 
 SEGMENTATION_EVALUATE = ("configs/train.json", "configs/evaluate.json")
 SYNTHESIS_EVALUATE = (
@@ -99,22 +100,35 @@ def models(tmp_path_factory):
     return {"root": root, "data": data, "seg": seg, "syn": syn, "tiny": write_overrides(root / "tiny.json", epochs=1)}
 
 
+def refused_orders():
+    """Each documented config list in an order that is not documented."""
+    return [
+        (run_id, configs, order)
+        for run_id, configs, _, _ in DOCUMENTED
+        for order in itertools.permutations(configs)
+        if order != configs
+    ]
+
+
+def test_every_wrong_order_ends_with_an_initialize_that_refuses_it():
+    """MONAI merges a config list, a later file's ``initialize`` replacing an earlier one's: in every refused order
+    the ``initialize`` that runs, the last one defined, calls the check (one such order runs through ``monai.bundle``
+    below)."""
+    for _, _, order in refused_orders():
+        configs = [json.loads((BUNDLE / name).read_text()) for name in order]
+        initialize = [c["initialize"] for c in configs if "initialize" in c][-1]
+        assert "$custom_nets.composition.check_command_line()" in initialize, order
+
+
 def commands(models):
     """(name, run id, config list, overrides, the output that proves the run did its work, documented) for each
-    documented command in its order, and, through ``monai.bundle``, one refused order for each config a refused
-    order can end with: the last config's ``initialize`` is the one that runs, so each must refuse. (Every order is
-    checked in-process above.)"""
+    documented command in its order, and one refused order (every order is checked in-process above, and that
+    every wrong order's ``initialize`` calls the check)."""
     root, tiny = models["root"], models["tiny"]
-    chosen, refused_last = [], set()
-    for run_id, configs, ckpt, proof in DOCUMENTED:
-        if "configs/train_ensembler.json" in configs:
-            continue
-        for order in itertools.permutations(configs):
-            if order != configs:
-                if order[-1] in refused_last:
-                    continue
-                refused_last.add(order[-1])
-            chosen.append((run_id, configs, order, ckpt, proof))
+    chosen = [(run_id, configs, configs, ckpt, proof) for run_id, configs, ckpt, proof in DOCUMENTED]
+    chosen = [c for c in chosen if "configs/train_ensembler.json" not in c[1]]
+    run_id, configs, order = next(r for r in refused_orders() if r[2][-1] == "configs/evaluate.json")
+    chosen.append((run_id, configs, order, "seg", "metrics.csv"))
     runs = []
     for run_id, configs, order, ckpt, proof in chosen:
         name = f"{run_id}-" + "-".join(os.path.basename(c)[:-5] for c in order)
@@ -134,9 +148,7 @@ def test_documented_commands_run_and_wrong_orders_are_refused_before_any_work(mo
     model_files = [models["seg"] / "model.pt", models["syn"] / "model.pt"]
     before = snapshot(model_files)
     runs = commands(models)
-    ends = {os.path.basename(configs[-2]) for _, _, configs, _, _, documented in runs if not documented}
-    assert ends == {"train.json", "synthesis.json", "evaluate.json", "synthesis_evaluate.json", "inference.json"}
-    assert sum(documented for *_, documented in runs) == 6
+    assert sum(documented for *_, documented in runs) == 6 and len(runs) == 7
 
     def run(spec):
         name, run_id, configs, overrides, proof, documented = spec
