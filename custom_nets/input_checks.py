@@ -21,6 +21,8 @@ from scipy import ndimage
 
 from custom_nets.data.errors import DataError
 
+# the defaults of inference.json's max_border_fraction, max_rim_ratio and max_outline_mm
+LIMITS = {"max_border_fraction": 0.05, "max_rim_ratio": 1.2, "max_outline_mm": 3.0}
 ADVICE = (
     "skull-strip and co-register the sequences first (README, Clinical data), or set input_checks false if the "
     "model was trained on such inputs"
@@ -68,9 +70,9 @@ def input_problem(
     image: np.ndarray,
     sequences: Sequence[str],
     skull_stripped: bool = True,
-    max_border_fraction: float = 0.05,
-    max_rim_ratio: float = 1.2,
-    max_outline_mm: float = 3.0,
+    max_border_fraction: float = LIMITS["max_border_fraction"],
+    max_rim_ratio: float = LIMITS["max_rim_ratio"],
+    max_outline_mm: float = LIMITS["max_outline_mm"],
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> tuple[str, list[int]] | None:
     """Why ``image`` (C, X, Y, Z, one channel per sequence) does not look like its task's inputs and the channels
@@ -126,9 +128,9 @@ class CheckInputsd(MapTransform):
         keys: KeysCollection,
         task=None,
         enabled: bool = True,
-        max_border_fraction: float = 0.05,
-        max_rim_ratio: float = 1.2,
-        max_outline_mm: float = 3.0,
+        max_border_fraction: float = LIMITS["max_border_fraction"],
+        max_rim_ratio: float = LIMITS["max_rim_ratio"],
+        max_outline_mm: float = LIMITS["max_outline_mm"],
         sequences: Sequence[str] | None = None,
     ) -> None:
         super().__init__(keys)
