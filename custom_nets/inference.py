@@ -71,7 +71,12 @@ class CaseSelection:
         problems: list[tuple[str, str]] = []
         modalities = [str(m).lower() for m in modalities] if modalities else None
         named = (modalities or []) + [str(m).lower() for m in (target, dicom_reference) if m]
-        unknown = [m for m in named + [str(m).lower() for m in dicom_rules or {}] if m not in sequences]
+        from custom_nets.dicom.series import SEQUENCE_ALIASES
+
+        # rules may also sort out the series of sequences the task does not read (a T1 is not the T1c)
+        known_rules = {*sequences, *SEQUENCE_ALIASES, *SEQUENCE_ALIASES.values()}
+        unknown = [m for m in named if m not in sequences]
+        unknown += [str(m).lower() for m in dicom_rules or {} if str(m).lower() not in known_rules]
         if unknown:
             raise ValueError(f"unknown modalities {unknown}; the task {self.task.name} has {list(sequences)}.")
         layout, cases = scan_dataset(

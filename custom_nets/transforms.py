@@ -37,6 +37,8 @@ class RelabelSmallEnhancingd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
+        if not self.min_voxels:
+            return d
         for key in self.key_iterator(d):
             classes = d[key]
             enhancing = classes == self.et_class

@@ -25,9 +25,19 @@ def palette(task=DEFAULT_TASK) -> tuple[ListedColormap, list[str]]:
     return ListedColormap(colours), list(task.class_names[1:])
 
 
-def _overlay(ax, classes: np.ndarray, axis: int, index: int, task) -> None:
+def _overlay(ax, classes: np.ndarray, axis: int, index: int, task, aspect: float = 1.0) -> None:
     cmap, names = palette(task)
-    ax.imshow(_slice(classes, axis, index), cmap=cmap, vmin=0, vmax=len(names), interpolation="nearest")
+    shown = _slice(classes, axis, index)
+    ax.imshow(shown, cmap=cmap, vmin=0, vmax=len(names), interpolation="nearest", aspect=aspect)
+
+
+def _aspect(spacing: Sequence[float] | None, axis: int) -> float:
+    """The height / width of a pixel of ``_slice(volume, axis, ...)`` for voxels of ``spacing`` (thick slices are
+    drawn thick)."""
+    if spacing is None:
+        return 1.0
+    cols, rows = (a for a in range(3) if a != axis)
+    return float(spacing[rows]) / float(spacing[cols])
 
 
 def _window(image: np.ndarray) -> tuple[float, float]:
@@ -64,21 +74,23 @@ def modality_montage(
     output_file: str,
     title: str = "",
     task=DEFAULT_TASK,
+    spacing: Sequence[float] | None = None,
 ) -> str:
-    """One axial slice through the tumour centre for each modality, plus the task's classes over the last one."""
+    """One axial slice through the tumour centre for each modality, plus the task's classes over the last one;
+    ``spacing`` (mm) sets the pixels' aspect."""
     first = next(iter(images.values()))
     _, _, k = tumour_centre(classes, first.shape)
     panels = len(images) + (classes is not None)
     fig, axes = plt.subplots(1, panels, figsize=(3 * panels, 3.4))
     for ax, (name, image) in zip(axes, images.items(), strict=False):
         lo, hi = _window(image)
-        ax.imshow(_slice(image, 2, k), cmap="gray", vmin=lo, vmax=hi)
+        ax.imshow(_slice(image, 2, k), cmap="gray", vmin=lo, vmax=hi, aspect=_aspect(spacing, 2))
         ax.set_title(name)
     if classes is not None:
         name, image = list(images.items())[-1]
         lo, hi = _window(image)
-        axes[-1].imshow(_slice(image, 2, k), cmap="gray", vmin=lo, vmax=hi)
-        _overlay(axes[-1], classes, 2, k, task)
+        axes[-1].imshow(_slice(image, 2, k), cmap="gray", vmin=lo, vmax=hi, aspect=_aspect(spacing, 2))
+        _overlay(axes[-1], classes, 2, k, task, _aspect(spacing, 2))
         axes[-1].set_title(f"labels on {name}")
         _legend(fig, task)
     for ax in axes:
@@ -97,10 +109,12 @@ def orthogonal_overlay(
     centre_on: np.ndarray | None = None,
     task=DEFAULT_TASK,
     heat: Mapping[str, np.ndarray] | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> str:
     """Axial, coronal and sagittal slices through the tumour centre; one row per overlay (e.g. truth, prediction) of
     the task's class indices, with a legend of its classes, then one row per ``heat`` map in [0, 1] (e.g. an
-    ensemble's uncertainty), drawn alone in a colour map with its colour bar."""
+    ensemble's uncertainty), drawn alone in a colour map with its colour bar. ``spacing`` (mm, of the volumes'
+    axes) sets the pixels' aspect, so that a scan of thick slices is drawn in its true proportions."""
     centre = tumour_centre(centre_on if centre_on is not None else next(iter(overlays.values())), background.shape)
     lo, hi = _window(background)
     rows = [(name, classes, False) for name, classes in overlays.items()]
@@ -109,14 +123,15 @@ def orthogonal_overlay(
     for row, (name, values, is_heat) in enumerate(rows):
         for col, (axis, view) in enumerate(zip((2, 1, 0), ("axial", "coronal", "sagittal"), strict=True)):
             ax = axes[row, col]
+            aspect = _aspect(spacing, axis)
             if is_heat:  # alone: a bright image under it would read as uncertain
-                shown = ax.imshow(_slice(values, axis, centre[axis]), cmap="inferno", vmin=0, vmax=1)
+                shown = ax.imshow(_slice(values, axis, centre[axis]), cmap="inferno", vmin=0, vmax=1, aspect=aspect)
                 if col == 2:
                     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
             else:
-                ax.imshow(_slice(background, axis, centre[axis]), cmap="gray", vmin=lo, vmax=hi)
+                ax.imshow(_slice(background, axis, centre[axis]), cmap="gray", vmin=lo, vmax=hi, aspect=aspect)
             if not is_heat and values is not None:
-                _overlay(ax, values, axis, centre[axis], task)
+                _overlay(ax, values, axis, centre[axis], task, aspect)
             ax.set_title(f"{name}: {view} {centre[axis]}", fontsize=9)
             ax.axis("off")
     _legend(fig, task)

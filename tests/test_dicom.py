@@ -218,3 +218,30 @@ def test_synthesis_writes_a_derived_mr_series_on_the_first_input_grid(dicom_run,
 def test_default_rules_name_common_series_descriptions(description, modality, tmp_path):
     series = [Series(f"1.{i}", d, str(i), "f") for i, d in enumerate([description, "DWI b1000", "localizer"])]
     assert assign_modalities("c", str(tmp_path), series, [modality])[modality].description == description
+
+
+def test_a_radiotherapy_target_is_one_coded_segment_of_a_t1c_series(tmp_path):
+    import itk
+
+    from custom_nets.dicom.outputs import write_segmentation
+    from custom_nets.dicom.series import find_series
+    from tests.dicom_helpers import itk_volume, write_series
+
+    # one post-contrast T1 series of 0.9 x 0.9 x 3 mm voxels (MEN-RT's one sequence, found by the default rules)
+    voxels = np.random.default_rng(0).random((20, 24, 8)).astype(np.float32) * 400
+    image = itk_volume(voxels, (0.9, 0.9, 3.0), (-9.0, -11.0, -12.0), np.eye(3))
+    write_series(image, str(tmp_path / "series"), "AX T1 POST GD 3D", "1.2.826.0.1.3680043.8.498.77", 5)
+    chosen = assign_modalities("rt", str(tmp_path), find_series("rt", str(tmp_path)), ["t1c"])
+    assert chosen["t1c"].description == "AX T1 POST GD 3D"
+    itk.imwrite(image, str(tmp_path / "t1c.nii.gz"))
+    reference = nib.load(tmp_path / "t1c.nii.gz")
+    target = np.zeros(reference.shape, np.uint8)
+    target[5:12, 6:14, 2:5] = 1
+    path = write_segmentation(target, reference, str(tmp_path / "series"), str(tmp_path / "rt_seg.dcm"), "rt", "men-rt")
+    seg = hd.seg.segread(path)
+    assert seg.number_of_segments == 1
+    segment = seg.SegmentSequence[0]
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "228791009"  # SCT: GTV (CID 9534)
+    assert segment.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "309825002"  # spatial and relational
+    assert int(np.asarray(seg.get_volume().array).sum()) == int(target.sum())
+    assert dciodvfy_errors(path) == []

@@ -76,3 +76,12 @@ def test_a_task_of_unstripped_heads_is_not_refused_for_it(tmp_path):
     assert CheckInputsd("image", task=str(task))({"image": head})["image"] is head
     with pytest.raises(InputCheckError):
         CheckInputsd("image", sequences=["t1c"])({"image": head})  # a skull-stripped task refuses it
+
+
+def test_men_rt_heads_pass_the_guard_that_refuses_them_as_brains():
+    for index in range(3):
+        images, _ = synthesize_case(5, index, (48, 48, 40), "men-rt")
+        head = images["t1c"][None]
+        assert CheckInputsd("image", task="men-rt")({"image": head})["image"] is head
+        with pytest.raises(InputCheckError, match="skull-stripped"):
+            CheckInputsd("image", sequences=["t1c"])({"image": head})

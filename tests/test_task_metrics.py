@@ -116,6 +116,33 @@ def test_menrt_as_a_task_of_ones_own(tmp_path):
     assert task.num_classes == 2 and task.sequences == ("t1c",)
 
 
+def test_shipped_men_rt_on_a_native_anisotropic_grid_is_the_organisers_on_the_files(tmp_path):
+    # 0.5 x 0.5 x 3 mm voxels (as BraTS-MEN-RT keeps each scan's own grid): a 4^3 target predicted one voxel off
+    # along x, and a 2^3 target missed
+    truth = block(block(empty(), 2, 2, 2, 1), 12, 2, 2, 1, size=2)
+    pred = block(empty(), 3, 2, 2, 1)
+    spacing = (0.5, 0.5, 3.0)
+    row = official_metrics(pred, truth, spacing, "men-rt")
+    # global Dice 2 * 48 / (72 + 64); the matched lesion's Dice 0.75 (its HD95 one voxel: 1 mm at unit spacing, but
+    # the files' (x, y, z) spacing meets SimpleITK's (z, y, x) array, so x counts 3 mm, as the organisers' code has it)
+    assert_region(row, "gtv", 2 * 48 / 136, row["hd95_gtv"], 0.75, 3.0, 1, 0, 1)
+    pytest.importorskip("SimpleITK")
+    from custom_nets.handlers.brats_metrics import official_evaluator
+
+    affine = np.diag([-0.5, -0.5, 3.0, 1.0])
+    for name, volume in (("pred", pred), ("truth", truth)):
+        nib.save(nib.Nifti1Image(volume, affine), tmp_path / f"{name}.nii.gz")
+    on_files = (
+        official_evaluator("men-rt")
+        .evaluate(str(tmp_path / "pred.nii.gz"), str(tmp_path / "truth.nii.gz"), verbose=False)["gtv"]
+        .to_dict()
+    )
+    for ours, theirs in (("dice", "global_bin_dsc"), ("hd95", "global_bin_hd95"), ("lesion_dice", "sq_dsc")):
+        assert row[f"{ours}_gtv"] == pytest.approx(on_files[theirs]), ours
+    assert row["lesion_hd95_gtv"] == pytest.approx(on_files["sq_hd95"])
+    assert (on_files["tp"], on_files["fp"], on_files["fn"]) == (1, 0, 1)
+
+
 def pooled_hd95(surface_a: np.ndarray, surface_b: np.ndarray) -> float:
     """The 95th percentile of both directions' surface distances, from explicit voxel coordinates."""
     distances = np.linalg.norm(surface_a[:, None, :] - surface_b[None, :, :], axis=-1)

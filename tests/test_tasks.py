@@ -13,19 +13,23 @@ from scipy import ndimage
 
 from custom_nets.data import DataError, make_datalist
 from custom_nets.data.synthetic import CAVITY, CYST, synthesize, synthesize_case
-from custom_nets.data.tasks import TaskError, load_task, parse_task, shipped_tasks
+from custom_nets.data.synthetic_head import NATIVE_SPACINGS
+from custom_nets.data.tasks import TaskError, load_task, parse_task, shipped_tasks, task_of_cases
 
 SMALL = (48, 48, 40)
 
 
 def test_shipped_tasks_and_the_official_groups():
-    assert shipped_tasks() == ["brats2021", "gli", "goat", "men", "mets", "msd", "ped"]
+    assert shipped_tasks() == ["brats2021", "gli", "goat", "men", "men-rt", "mets", "msd", "ped"]
     regions = {name: {r.name: r.labels for r in load_task(name).regions} for name in shipped_tasks()}
     assert regions["gli"] == {"netc": (1,), "snfh": (2,), "et": (3,), "rc": (4,), "tc": (1, 3), "wt": (1, 2, 3)}
     assert regions["mets"] == {"et": (3,), "rc": (4,), "tc": (1, 3), "wt": (1, 2, 3)}
     assert regions["ped"] == {"et": (1,), "netc": (2,), "cc": (3,), "ed": (4,), "tc": (1, 2, 3), "wt": (1, 2, 3, 4)}
     assert regions["men"] == regions["goat"] == {"et": (3,), "tc": (1, 3), "wt": (1, 2, 3)}
     assert regions["brats2021"] == {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+    assert regions["men-rt"] == {"gtv": (1,)}  # MenRT
+    men_rt = load_task("men-rt")
+    assert men_rt.sequences == ("t1c",) and men_rt.num_classes == 2 and not men_rt.skull_stripped
     # earlier datalists' label conventions are tasks
     assert load_task("brats2023") is load_task("gli") and load_task("decathlon") is load_task("msd")
     assert load_task("msd").to_classes() == ([0, 2, 1, 3], [0, 1, 2, 3])  # the order the networks always had
@@ -167,3 +171,38 @@ def test_synthetic_data_of_each_task(tmp_path):
     names = sorted(os.listdir(folders[0]))
     assert names == [f"BraTS-GLI-00000-000-{s}.nii.gz" for s in ("seg", "t1c", "t1n", "t2f", "t2w")]
     assert make_datalist(str(tmp_path), num_folds=1)["task"] == "gli"
+
+
+def test_men_rt_ids_and_files_choose_their_task(tmp_path):
+    # BraTS-MEN-RT- ids carry BraTS-MEN-'s prefix too: the longest prefix decides
+    assert task_of_cases(["BraTS-MEN-RT-0000-1", "BraTS-MEN-RT-0001-1"]) == "men-rt"
+    assert task_of_cases(["BraTS-MEN-00000-000"]) == "men"
+    write_case(tmp_path / "rt", "BraTS-MEN-RT-0000-1", ["_t1c"], labels_with(1), label_suffix="_gtv")
+    datalist = make_datalist(str(tmp_path / "rt"), num_folds=1)
+    assert (datalist["task"], datalist["layout"], datalist["channels"]) == ("men-rt", "brats-men-rt", ["t1c"])
+    # ids of one's own: the one-sequence layout names the task
+    write_case(tmp_path / "own", "patient7", ["_t1c"], labels_with(1), label_suffix="_gtv")
+    assert make_datalist(str(tmp_path / "own"), num_folds=1)["task"] == "men-rt"
+
+
+def test_synthetic_men_rt_heads_on_native_grids(tmp_path):
+    folders = synthesize(str(tmp_path), num_cases=3, shape=SMALL, task="men-rt", progress=False)
+    assert sorted(os.listdir(folders[0])) == ["BraTS-MEN-RT-00000-000_gtv.nii.gz", "BraTS-MEN-RT-00000-000_t1c.nii.gz"]
+    for folder, spacing in zip(folders, NATIVE_SPACINGS, strict=True):
+        case = os.path.basename(folder)
+        image, label = (nib.load(os.path.join(folder, f"{case}_{s}.nii.gz")) for s in ("t1c", "gtv"))
+        assert np.allclose(image.header.get_zooms(), spacing) and np.allclose(image.affine, label.affine)
+        assert image.shape == tuple(int(f // s) for f, s in zip(SMALL, spacing, strict=True))
+        voxels = np.asanyarray(image.dataobj)
+        assert np.mean(voxels != 0) > 0.7  # noisy air: "non-zero" is not the brain
+        assert set(np.unique(np.asanyarray(label.dataobj))) <= {0, 1}
+    seen = {"target": 0, "bright": 0, "cavity": 0}
+    for index in range(8):
+        images, labels = synthesize_case(2, index, SMALL, "men-rt")
+        target = labels == 1
+        if target.any():
+            seen["target"] += 1
+            head = images["t1c"] > np.percentile(images["t1c"], 60)
+            seen["bright"] += int(np.median(images["t1c"][target]) > np.median(images["t1c"][head & ~target]))
+            seen["cavity"] += int(np.mean(images["t1c"][target] < np.median(images["t1c"][head])) > 0.2)
+    assert seen["target"] >= 5 and seen["bright"] >= 3 and seen["cavity"] >= 1, seen

@@ -100,6 +100,8 @@ def _scan_folders(
             f"{', a folder of DICOM series per case' if dicom else ''}, or a Decathlon Task01 folder with dataset.json."
         )
     layout = _detect_folder_layout(data_dir, folders, folder_layouts(task)) if folders else DICOM_ONLY
+    if task is None and folders and len(layout.sequence_suffixes) != len(CHANNELS):
+        task = load_task(_task_reading(layout.name))  # a layout of other sequences (MEN-RT's one T1c)
     sequences = task.sequences if task is not None else CHANNELS
     cases = []
     for folder, names in folders.items():
@@ -200,6 +202,11 @@ def scan_dataset(
     return _scan_folders(data_dir, problems, required, dicom, task)
 
 
+def _task_reading(layout: str) -> str:
+    """The first shipped task that reads the layout ``layout`` (a layout of one task, e.g. MEN-RT's ``_t1c``)."""
+    return next((name for name in shipped_tasks() if layout in [lay.name for lay in load_task(name).layouts]), "gli")
+
+
 def choose_task(data_dir: str, layout: Layout, cases: Sequence[str], requested: str | Task | None = None) -> Task:
     """The task of a scanned dataset: ``requested`` when given, else the one the BraTS 2023+ case ids name
     (``BraTS-GLI-``, ``BraTS-PED-``, ...), else the layout's (BraTS 2021 files: ``brats2021``; BraTS 2023 files:
@@ -210,7 +217,7 @@ def choose_task(data_dir: str, layout: Layout, cases: Sequence[str], requested: 
     except TaskError as e:
         raise DataError(f"{data_dir}: {e}") from e
     if requested is None:
-        return load_task(from_ids or LAYOUT_TASKS.get(layout.name, "gli"))
+        return load_task(from_ids or LAYOUT_TASKS.get(layout.name) or _task_reading(layout.name))
     task = load_task(requested)
     if task.shipped and from_ids and from_ids != task.name:
         example = next(c for c in cases if task_of_cases([c]) == from_ids)

@@ -1,4 +1,4 @@
-"""An axial montage of one case's four modalities and its labels."""
+"""An axial montage of one case's sequences and its labels."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def _canonical(path: str) -> np.ndarray:
 
 
 def montage(data_dir: str, case: str | None = None, output_file: str | None = None, task: str | None = None) -> str:
-    """Writes a PNG with one axial slice (through the tumour) of FLAIR, T1, T1ce, T2 and the labels over T2.
+    """Writes a PNG with one axial slice (through the tumour) of each of the task's sequences and the labels over the
+    last, in the voxels' true proportions.
 
     Args:
         data_dir: any dataset folder the datalist tool recognises.
@@ -39,6 +40,8 @@ def montage(data_dir: str, case: str | None = None, output_file: str | None = No
         classes = task.labels_to_classes(_canonical(chosen["label"]))
     output_file = output_file or f"{chosen['case']}_montage.png"
     os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
-    modality_montage(images, classes, output_file, title=chosen["case"], task=task)
+    first = chosen["image"][0] if isinstance(chosen["image"], list) else chosen["image"]
+    spacing = nib.as_closest_canonical(nib.load(first)).header.get_zooms()[:3]
+    modality_montage(images, classes, output_file, title=chosen["case"], task=task, spacing=spacing)
     print(output_file)
     return output_file

@@ -11,7 +11,9 @@ Per task (``--task``; written in the BraTS 2021 layout for ``brats2021``, else i
 challenge's case ids, e.g. ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1c.nii.gz``): ``gli`` adds a resection cavity
 (dark on T1, T1ce and FLAIR, bright on T2) beside residual tumour in about half the cases; ``ped`` a cyst (bright on
 T2, not suppressed on FLAIR) in most; ``mets`` replaces the glioma by two to five small enhancing lesions, some with
-a necrotic core, and a cavity in some cases; ``men`` and ``goat`` an extra-axial dural-based mass that enhances.
+a necrotic core, and a cavity in some cases; ``men`` and ``goat`` an extra-axial dural-based mass that enhances;
+``men-rt`` one T1c of an unstripped, defaced head on a native anisotropic grid with the mass or its post-operative
+bed as the radiotherapy target (``custom_nets.data.synthetic_head``).
 """
 
 from __future__ import annotations
@@ -26,17 +28,28 @@ import torch.nn.functional as F
 from scipy import ndimage
 from tqdm import tqdm
 
+from custom_nets.data.synthetic_head import (
+    BRAIN_FRACTION,
+    NATIVE_SPACINGS,
+    acquire,
+    add_dural_target,
+    add_head,
+    embed_brain,
+    native_affine,
+)
 from custom_nets.utils import save_nifti
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
-BACKGROUND, CSF, GREY, WHITE, NECROSIS, EDEMA, ENHANCING, CAVITY, CYST = range(9)
+BACKGROUND, CSF, GREY, WHITE, NECROSIS, EDEMA, ENHANCING, CAVITY, CYST, SKULL, SCALP = range(11)
 # relative intensities per tissue class (index as above) and modality
 CONTRAST = {
-    "t1": (0.0, 0.25, 0.65, 0.85, 0.30, 0.55, 0.62, 0.18, 0.32),
-    "t1ce": (0.0, 0.25, 0.65, 0.85, 0.25, 0.55, 1.45, 0.18, 0.32),
-    "t2": (0.0, 1.50, 0.85, 0.60, 1.30, 1.15, 0.90, 1.60, 1.70),
-    "flair": (0.0, 0.15, 0.80, 0.60, 0.60, 1.40, 1.00, 0.10, 0.55),
+    "t1": (0.0, 0.25, 0.65, 0.85, 0.30, 0.55, 0.62, 0.18, 0.32, 0.08, 1.10),
+    "t1ce": (0.0, 0.25, 0.65, 0.85, 0.25, 0.55, 1.45, 0.18, 0.32, 0.08, 1.10),
+    "t2": (0.0, 1.50, 0.85, 0.60, 1.30, 1.15, 0.90, 1.60, 1.70, 0.10, 0.90),
+    "flair": (0.0, 0.15, 0.80, 0.60, 0.60, 1.40, 1.00, 0.10, 0.55, 0.05, 0.90),
 }
+# the synthesizer's name of each task sequence it renders
+RENDERED = {"t1c": "t1ce", "t1n": "t1", "t2w": "t2", "t2f": "flair"}
 BRATS_LABEL = {NECROSIS: 1, EDEMA: 2, ENHANCING: 4}
 # the task's class (by name) each tumour tissue is labelled as; a tissue a task has no class for is not drawn
 SCHEMES = {
@@ -47,6 +60,7 @@ SCHEMES = {
     "ped": {ENHANCING: "ET", NECROSIS: "NETC", CYST: "CC", EDEMA: "ED"},
     "men": {NECROSIS: "NETC", EDEMA: "SNFH", ENHANCING: "ET"},
     "goat": {NECROSIS: "NETC", EDEMA: "SNFH", ENHANCING: "ET"},
+    "men-rt": {ENHANCING: "GTV", CAVITY: "GTV"},
 }
 
 
@@ -177,8 +191,9 @@ def add_meningioma(rng: np.random.Generator, tissue: np.ndarray) -> np.ndarray:
     return tissue
 
 
-def render(rng: np.random.Generator, tissue: np.ndarray, modality: str) -> np.ndarray:
-    """One modality's image from the tissue map: contrast, texture, partial volume, bias field, Rician noise."""
+def render(rng: np.random.Generator, tissue: np.ndarray, modality: str, air_noise: bool = False) -> np.ndarray:
+    """One modality's image from the tissue map: contrast, texture, partial volume, bias field, Rician noise (in the
+    tissue only, as skull-stripping leaves it, or with ``air_noise`` in the air too, as a scanner records it)."""
     shape = tissue.shape
     contrast = np.asarray(CONTRAST[modality], dtype=np.float32).astype(np.float64)
     # jitter of the seven original tissues only, so that a BraTS 2021 case draws the same random numbers as ever
@@ -188,7 +203,7 @@ def render(rng: np.random.Generator, tissue: np.ndarray, modality: str) -> np.nd
     image *= np.exp(0.12 * smooth_noise(rng, shape, 2))
     sigma = 0.025
     noisy = np.sqrt((image + sigma * rng.standard_normal(shape)) ** 2 + (sigma * rng.standard_normal(shape)) ** 2)
-    image = np.where(tissue > BACKGROUND, noisy, 0.0) * rng.uniform(400, 1200)
+    image = (noisy if air_noise else np.where(tissue > BACKGROUND, noisy, 0.0)) * rng.uniform(400, 1200)
     return image.astype(np.float32)
 
 
@@ -208,6 +223,8 @@ def synthesize_case(
     if definition.name not in SCHEMES:
         raise ValueError(f"no synthetic scheme for the task {definition.name!r}; there are {sorted(SCHEMES)}.")
     rng = np.random.default_rng([seed, index])
+    if not definition.skull_stripped:
+        return _unstripped_case(rng, shape, definition)
     tissue = brain_tissue(rng, shape)
     if definition.name == "mets":
         tissue = add_metastases(rng, tissue)
@@ -225,6 +242,30 @@ def synthesize_case(
     labels = np.zeros(shape, dtype=np.uint8)
     values = dict(zip(definition.class_names, definition.label_values, strict=True))
     for tissue_class, class_name in SCHEMES[definition.name].items():
+        labels[tissue == tissue_class] = values[class_name]
+    return images, labels
+
+
+def _unstripped_case(rng: np.random.Generator, shape: Sequence[int], task) -> tuple[dict, np.ndarray]:
+    """A head (``synthetic_head``) with a dural-based target in 88 % of the cases, rendered in the task's sequences."""
+
+    def noise(size, cells):
+        return smooth_noise(rng, size, cells)
+
+    brain = brain_tissue(rng, [max(16, round(s * BRAIN_FRACTION)) for s in shape])
+    tissue = embed_brain(brain, shape)
+    inside = tissue > BACKGROUND
+    tissue, defaced = add_head(rng, tissue, CSF, SKULL, SCALP, noise)
+    if rng.random() < 0.88:
+        add_dural_target(rng, tissue, inside, ENHANCING, CAVITY, noise)
+    images = {}
+    for sequence in task.sequences:
+        image = render(rng, tissue, RENDERED.get(sequence, sequence), air_noise=True)
+        image[defaced] = 0.0
+        images[sequence] = image
+    labels = np.zeros(tissue.shape, dtype=np.uint8)
+    values = dict(zip(task.class_names, task.label_values, strict=True))
+    for tissue_class, class_name in SCHEMES[task.name].items():
         labels[tissue == tissue_class] = values[class_name]
     return images, labels
 
@@ -252,12 +293,13 @@ def synthesize(
         output_dir: dataset folder; one sub-folder per case.
         num_cases: number of cases.
         seed: the same seed gives the same bytes.
-        shape: volume size in voxels (1 mm isotropic); each axis at least 32.
+        shape: the field of view in mm (voxels of 1 mm); each axis at least 32. A task whose inputs keep the head
+            (``men-rt``) writes its cases on native grids over this field (``synthetic_head.NATIVE_SPACINGS``).
         prefix: case name prefix; by default ``BraTS2021`` (cases ``BraTS2021_00000``) for ``brats2021`` and the
             task's first case prefix otherwise (cases ``BraTS-GLI-00000-000``).
         progress: show a progress bar.
         task: ``brats2021`` (BraTS 2021 layout), or ``gli``, ``mets``, ``ped``, ``men``, ``goat`` (BraTS 2023+
-            layout): see the module's docstring.
+            layout), or ``men-rt`` (BraTS-MEN-RT's ``_t1c`` and ``_gtv``): see the module's docstring.
     """
     from custom_nets.data.tasks import load_task
 
@@ -267,7 +309,7 @@ def synthesize(
             f"no synthetic scheme for the task {definition.name!r}; there are {sorted(set(SCHEMES) - {'msd'})}."
         )
     new_style = definition.name != "brats2021"
-    layout = definition.layout("brats2023" if new_style else "brats2021")
+    layout = definition.layouts[0]
     suffixes = dict(zip(definition.sequences, layout.sequence_suffixes, strict=True))
     prefix = prefix or (definition.case_prefixes[0].rstrip("-_") if new_style else "BraTS2021")
     shape = tuple(int(s) for s in shape)
@@ -282,12 +324,22 @@ def synthesize(
         folder = os.path.join(output_dir, case)
         os.makedirs(folder, exist_ok=True)
         images, labels = synthesize_case(seed, index, shape, definition.name)
+        grid = affine
+        if not definition.skull_stripped:
+            spacing = NATIVE_SPACINGS[index % len(NATIVE_SPACINGS)]
+            images = {name: acquire(image, spacing) for name, image in images.items()}
+            labels, grid = acquire(labels, spacing, labels=True), native_affine(affine, spacing)
         for sequence, suffix in suffixes.items():
-            _save(images[sequence], affine, os.path.join(folder, f"{case}{suffix}.nii.gz"))
-        _save(labels, affine, os.path.join(folder, f"{case}{layout.label_suffix}.nii.gz"))
+            _save(images[sequence], grid, os.path.join(folder, f"{case}{suffix}.nii.gz"))
+        _save(labels, grid, os.path.join(folder, f"{case}{layout.label_suffix}.nii.gz"))
         folders.append(folder)
+    grids = (
+        ""
+        if definition.skull_stripped
+        else ", native grids " + ", ".join("x".join(map(str, s)) + " mm" for s in NATIVE_SPACINGS)
+    )
     print(
-        f"{output_dir}: {num_cases} synthetic cases of {shape[0]}x{shape[1]}x{shape[2]} voxels (seed {seed}, task "
-        f"{definition.name})"
+        f"{output_dir}: {num_cases} synthetic cases of {shape[0]}x{shape[1]}x{shape[2]} mm (seed {seed}, task "
+        f"{definition.name}{grids})"
     )
     return folders

@@ -11,7 +11,10 @@ A task is one JSON file, in the spirit of nnU-Net's ``dataset.json``; the code r
      "class_weights": [0.0022, 1.0, 0.33, 1.0, 1.0],           # generalized Dice weights, per class
      "class_descriptions": {"NETC": "non-enhancing tumour core"},   # DICOM SEG segment labels (optional)
      "codes": {"NETC": ["SCT", "6574001", "Necrosis"]},        # DICOM SEG segment types (optional)
-     "colours": {"NETC": [0.9, 0.1, 0.1]}}                     # picture colours (optional)
+     "categories": {"NETC": ["SCT", "49755003", "..."]},       # their categories (optional; default: abnormal)
+     "colours": {"NETC": [0.9, 0.1, 0.1]},                     # picture colours (optional)
+     "skull_stripped": true,                                   # false: the inputs keep the head (optional)
+     "spacing": [1.0, 1.0, 1.0]}                               # the networks' voxel size in mm (optional)
 
 The networks work on class indices: class ``i`` is the ``i``-th entry of ``labels`` (0 the background), stored on
 disk as its value. A region of one value is a single label, a region of several their union, exactly as the
@@ -90,6 +93,8 @@ class Task:
     colours: tuple[tuple[float, float, float], ...] = ()
     source: str = ""
     skull_stripped: bool = True  # the inputs are skull-stripped brains (custom_nets.input_checks)
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)  # the networks' voxel size, mm
+    categories: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def shipped(self) -> bool:
@@ -232,6 +237,13 @@ def parse_task(spec: dict, source: str = "<dict>") -> Task:
                 f"{source}: layout '{layout_name}' names {len(suffixes)} file suffixes for {len(sequences)} sequences."
             )
         layouts.append(Layout(str(layout_name), suffixes, str(layout.get("label", ""))))
+    spacing = spec.get("spacing", [1.0, 1.0, 1.0])
+    if (
+        not isinstance(spacing, list)
+        or len(spacing) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spacing)
+    ):
+        raise TaskError(f"{source}: 'spacing' must be three positive voxel sizes in mm, got {spacing!r}.")
     colour_spec = spec.get("colours", {})
     colours = tuple(
         tuple(colour_spec.get(n, DEFAULT_COLOURS[(i - 1) % len(DEFAULT_COLOURS)]))
@@ -253,18 +265,23 @@ def parse_task(spec: dict, source: str = "<dict>") -> Task:
         colours=colours,
         source=source,
         skull_stripped=bool(spec.get("skull_stripped", True)),
+        spacing=tuple(float(v) for v in spacing),
+        categories=dict(spec.get("categories", {})),
     )
 
 
 def task_of_cases(cases: Iterable[str]) -> str | None:
     """The shipped task whose ``case_prefixes`` the case ids carry (BraTS 2023+ ids name their challenge:
-    ``BraTS-GLI-``, ``BraTS-PED-``, ...), or None when none does. Ids of two tasks raise ``TaskError``."""
+    ``BraTS-GLI-``, ``BraTS-PED-``, ...), or None when none does; the longest prefix decides (``BraTS-MEN-RT-`` is
+    not ``BraTS-MEN-``). Ids of two tasks raise ``TaskError``."""
     found: dict[str, str] = {}
-    prefixes = [(p, name) for name in shipped_tasks() for p in load_task(name).case_prefixes]
+    prefixes = sorted(
+        ((p, name) for name in shipped_tasks() for p in load_task(name).case_prefixes), key=lambda pair: -len(pair[0])
+    )
     for case in cases:
-        for prefix, name in prefixes:
-            if str(case).startswith(prefix):
-                found.setdefault(name, str(case))
+        name = next((name for prefix, name in prefixes if str(case).startswith(prefix)), None)
+        if name is not None:
+            found.setdefault(name, str(case))
     if len(found) > 1:
         examples = ", ".join(f"{case} ({name})" for name, case in sorted(found.items()))
         raise TaskError(f"the case ids belong to different tasks: {examples}; split the dataset or give --task.")

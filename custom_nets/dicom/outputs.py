@@ -23,17 +23,22 @@ MANUFACTURER = "Vox2Vox MONAI bundle"
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # it logs every module it copies at INFO
 
 
-def segments(task) -> dict[int, tuple[str, hd.sr.CodedConcept]]:
-    """Class index -> (segment label, segmented property type) from the task's ``codes`` (scheme, value, meaning;
-    a class without one is coded as a neoplasm); category: morphologically abnormal structure."""
+def segments(task) -> dict[int, tuple[str, hd.sr.CodedConcept, hd.sr.CodedConcept]]:
+    """Class index -> (segment label, segmented property category, type) from the task's ``codes`` and
+    ``categories`` (scheme, value, meaning; by default a neoplasm, a morphologically abnormal structure)."""
     from custom_nets.data.tasks import load_task
 
+    def concept(code) -> hd.sr.CodedConcept:
+        scheme, value, meaning = code
+        return hd.sr.CodedConcept(value=str(value), scheme_designator=str(scheme), meaning=str(meaning))
+
     task = load_task(task)
+    abnormal = codes.SCT.MorphologicallyAbnormalStructure
     found = {}
     for index, name in enumerate(task.class_names[1:], start=1):
-        scheme, value, meaning = task.codes.get(name) or ("SCT", "108369006", "Neoplasm")
-        label = task.descriptions.get(name, name)
-        found[index] = (label, hd.sr.CodedConcept(value=str(value), scheme_designator=str(scheme), meaning=meaning))
+        kind = concept(task.codes.get(name) or ("SCT", "108369006", "Neoplasm"))
+        category = concept(task.categories[name]) if name in task.categories else abnormal
+        found[index] = (task.descriptions.get(name, name), category, kind)
     return found
 
 
@@ -109,12 +114,12 @@ def write_segmentation(
         hd.seg.SegmentDescription(
             segment_number=number,
             segment_label=label,
-            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_category=category,
             segmented_property_type=concept,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
         )
-        for number, (label, concept) in segments(task).items()
+        for number, (label, category, concept) in segments(task).items()
     ]
     segmentation = hd.seg.Segmentation(
         source_images=datasets,

@@ -30,7 +30,7 @@ def measurement_report(volumes: dict, segmentation: pydicom.Dataset, series_dir:
     task = load_task(task)
     algorithm = hd.sr.AlgorithmIdentification(name="Vox2Vox", version=software_version())
     groups = []
-    for number, (label, concept) in segments(task).items():
+    for number, (label, _, concept) in segments(task).items():
         name = task.class_names[number]
         groups.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(

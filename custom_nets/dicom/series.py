@@ -27,6 +27,8 @@ DEFAULT_RULES = {
     "t1": r"t1",
     "t2": r"t2",
 }
+# the BraTS 2023+ names of the sequences that DEFAULT_RULES finds under their BraTS 2021 names
+SEQUENCE_ALIASES = {"t1c": "t1ce", "t1n": "t1", "t2w": "t2", "t2f": "flair"}
 MAPPING_FILE = "modalities.json"
 _HEADER_TAGS = [
     "SeriesInstanceUID",
@@ -152,7 +154,7 @@ def assign_modalities(
                 break
     chosen = {}
     for modality in needed:
-        matches = groups.get(modality, [])
+        matches = groups.get(modality) or groups.get(SEQUENCE_ALIASES.get(modality, ""), [])
         if not matches:
             raise DataError(
                 f"case {case}: no series for '{modality}' among: {_listing(series)}; name it in "

@@ -210,11 +210,15 @@ class PredictionWriter(CaseWriter):
         return merge_volumes_csv(self.output_dir, self.volumes)
 
     def _picture(self, case: str, reference, classes: np.ndarray, title: str, entropy: np.ndarray | None) -> None:
-        flair = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
+        canonical_reference = nib.as_closest_canonical(reference)
+        flair = np.asanyarray(canonical_reference.dataobj)
         if flair.ndim == 4:  # Decathlon: one 4D image, FLAIR first
             flair = flair[..., 0]
         canonical = lambda volume: np.asanyarray(nib.as_closest_canonical(like(volume, reference)).dataobj)  # noqa: E731
         classes = canonical(classes)
         heat = None if entropy is None else {"uncertainty (entropy)": canonical(entropy)}
         picture = os.path.join(self.output_dir, f"{case}.png")
-        orthogonal_overlay(flair, {"prediction": classes}, picture, title=title, task=self.task, heat=heat)
+        spacing = canonical_reference.header.get_zooms()[:3]
+        orthogonal_overlay(
+            flair, {"prediction": classes}, picture, title=title, task=self.task, heat=heat, spacing=spacing
+        )
