@@ -14,7 +14,8 @@ A task is one JSON file, in the spirit of nnU-Net's ``dataset.json``; the code r
      "categories": {"NETC": ["SCT", "49755003", "..."]},       # their categories (optional; default: abnormal)
      "colours": {"NETC": [0.9, 0.1, 0.1]},                     # picture colours (optional)
      "skull_stripped": true,                                   # false: the inputs keep the head (optional)
-     "spacing": [1.0, 1.0, 1.0]}                               # the networks' voxel size in mm (optional)
+     "spacing": [1.0, 1.0, 1.0],                               # the networks' voxel size in mm (optional)
+     "crop_tumour_ratio": 1}                                   # tumour-centred : other training crops (optional)
 
 The networks work on class indices: class ``i`` is the ``i``-th entry of ``labels`` (0 the background), stored on
 disk as its value. A region of one value is a single label, a region of several their union, exactly as the
@@ -94,6 +95,7 @@ class Task:
     source: str = ""
     skull_stripped: bool = True  # the inputs are skull-stripped brains (custom_nets.input_checks)
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)  # the networks' voxel size, mm
+    crop_tumour_ratio: float = 1.0  # tumour-centred : other training crops
     categories: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -244,6 +246,9 @@ def parse_task(spec: dict, source: str = "<dict>") -> Task:
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spacing)
     ):
         raise TaskError(f"{source}: 'spacing' must be three positive voxel sizes in mm, got {spacing!r}.")
+    ratio = spec.get("crop_tumour_ratio", 1)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 0:
+        raise TaskError(f"{source}: 'crop_tumour_ratio' must be a non-negative number, got {ratio!r}.")
     colour_spec = spec.get("colours", {})
     colours = tuple(
         tuple(colour_spec.get(n, DEFAULT_COLOURS[(i - 1) % len(DEFAULT_COLOURS)]))
@@ -266,6 +271,7 @@ def parse_task(spec: dict, source: str = "<dict>") -> Task:
         source=source,
         skull_stripped=bool(spec.get("skull_stripped", True)),
         spacing=tuple(float(v) for v in spacing),
+        crop_tumour_ratio=float(ratio),
         categories=dict(spec.get("categories", {})),
     )
 
