@@ -25,6 +25,8 @@ from custom_nets.utils import is_main_process, remove_partials, sha256, write_js
 
 FAILURE_KEY = "failure"
 DICOM_KEY = "dicom"
+PREPROCESS_KEY = "preprocess"
+RECORD_KEY = "preprocessing"  # what the preprocessing did, as JSON text (it travels through the collation)
 logger = logging.getLogger(__name__)
 
 
@@ -64,13 +66,16 @@ class GuardedDataset(Dataset):
     def _transform(self, index: int):
         entry = self.data[index]
         try:
-            if DICOM_KEY in entry:
+            if PREPROCESS_KEY in entry:
+                entry = prepare_scans(entry, self.max_voxels)
+            elif DICOM_KEY in entry:
                 entry = prepare_dicom(entry, self.max_voxels)
             check_case_grid(entry, self.max_voxels)
         except DataError as error:
             return {"case": _case_of(entry), FAILURE_KEY: str(error)}
-        except Exception as error:  # ITK or GDCM failing on a series
-            return {"case": _case_of(entry), FAILURE_KEY: f"case {_case_of(entry)}: DICOM conversion: {error!r}"}
+        except Exception as error:  # ITK or GDCM failing on a series, a registration
+            step = "preprocessing" if PREPROCESS_KEY in entry else "DICOM conversion"
+            return {"case": _case_of(entry), FAILURE_KEY: f"case {_case_of(entry)}: {step}: {error!r}"}
         try:
             return self.transform(entry)  # as Dataset._transform, on the prepared entry
         except Exception as error:  # one bad case must not stop the others
@@ -95,6 +100,47 @@ def prepare_dicom(entry: dict, max_voxels: int = MAX_VOXELS_PER_IMAGE) -> dict:
         max_voxels,
     )
     return {**{k: v for k, v in entry.items() if k != DICOM_KEY}, "dicom_series": series_dir}
+
+
+def prepare_scans(entry: dict, max_voxels: int = MAX_VOXELS_PER_IMAGE) -> dict:
+    """A case's scans made BraTS-like as it loads (``custom_nets.preprocess.case.prepare_case``: registered to the
+    reference sequence, on its grid, skull-stripped for a skull-stripped task) into the files its ``image`` names;
+    a DICOM case's series are read in whatever frames of reference they lie. The record of what was done travels as
+    ``RECORD_KEY``."""
+    import json
+
+    import itk
+
+    from custom_nets.preprocess.case import prepare_case
+
+    plan = entry[PREPROCESS_KEY]
+    case = entry["case"]
+    rest = {k: v for k, v in entry.items() if k not in (PREPROCESS_KEY, DICOM_KEY)}
+    if DICOM_KEY in entry:
+        from custom_nets.dicom.convert import read_case_series
+
+        dicom = entry[DICOM_KEY]
+        images, series_dir = read_case_series(
+            case,
+            dicom["folder"],
+            plan["sequences"],
+            plan["reference"],
+            dicom["work_dir"],
+            dicom["rules"],
+            dicom["mapping_file"],
+            max_voxels,
+            same_frame=False,
+        )
+        rest["dicom_series"] = series_dir
+    else:
+        check_image_files({"case": case, "image": plan["sources"]}, max_voxels)
+        images = {s: itk.imread(p, itk.F) for s, p in zip(plan["sequences"], plan["sources"], strict=True)}
+    images = {s: images[s] for s in plan["sequences"]}
+    paths, record = prepare_case(
+        case, images, plan["reference"], plan["work_dir"], plan["skull_strip"], plan["brain_ml_range"]
+    )
+    rest["reference"] = paths[plan["reference"]]  # the grid the outputs are written on
+    return {**rest, RECORD_KEY: json.dumps(record)}
 
 
 class CaseRecord:
@@ -227,4 +273,8 @@ class CaseLoader(DataLoader):
             if FAILURE_KEY in batch:
                 self.record.skipped(str(batch["case"][0]), str(batch[FAILURE_KEY][0]))
                 continue
+            if RECORD_KEY in batch:
+                import json
+
+                self.record.note(str(batch["case"][0]), preprocessing=json.loads(batch.pop(RECORD_KEY)[0]))
             yield batch

@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
-from custom_nets.cases import DICOM_KEY, CaseRecord
+from custom_nets.cases import DICOM_KEY, PREPROCESS_KEY, CaseRecord
 from custom_nets.data.datalist import DataError, scan_dataset
 from custom_nets.data.tasks import Task, load_task
 
@@ -63,6 +63,8 @@ class CaseSelection:
         dicom_mapping_file: str = "modalities.json",
         task: str | Task = "brats2021",
         settings: dict | None = None,
+        preprocess: bool = False,
+        brain_ml_range: Sequence[float] = (400.0, 2500.0),
     ) -> None:
         self.output_dir = output_dir
         self.task = load_task(task)
@@ -109,10 +111,12 @@ class CaseSelection:
                 entry = {**entry, "image": [all_files[sequences.index(m)] for m in modalities]}
                 if target:
                     entry["target"] = all_files[sequences.index(str(target).lower())] or ""
+            if preprocess:
+                entry = self._preprocessing_plan(entry, output_dir, dicom_reference, brain_ml_range)
             image = entry["image"]
             reference = image[0] if isinstance(image, list) else image
             selected = {"case": entry["case"], "image": image, "reference": reference}
-            for key in ("target", DICOM_KEY):
+            for key in ("target", DICOM_KEY, PREPROCESS_KEY):
                 if key in entry:
                     selected[key] = entry[key]
             self.entries.append(selected)
@@ -127,6 +131,28 @@ class CaseSelection:
 
     def finish(self) -> None:
         self.record.finish()
+
+    def _preprocessing_plan(self, entry: dict, output_dir: str, reference: str | None, brain_ml_range) -> dict:
+        """The entry with a plan to register (and, for a skull-stripped task, skull-strip) its sequences as it loads
+        (``custom_nets.cases.prepare_scans``), into ``<output_dir>/preprocessed/<case>/``; ``image`` names the
+        prepared files (in the task's sequence order, all on the reference sequence's grid)."""
+        if not isinstance(entry["image"], list):
+            return entry  # a Decathlon 4D image: one grid, co-registered by construction
+        sequences = list(self.task.sequences)
+        reference = str(reference or sequences[0]).lower()
+        work_dir = os.path.join(output_dir, "preprocessed", entry["case"])
+        plan = {
+            "work_dir": work_dir,
+            "reference": reference,
+            "sequences": sequences,
+            "sources": None if DICOM_KEY in entry else list(entry["image"]),
+            "skull_strip": bool(self.task.skull_stripped),
+            "brain_ml_range": [float(v) for v in brain_ml_range],
+        }
+        if DICOM_KEY in entry:
+            entry[DICOM_KEY]["register"] = True
+        files = [os.path.join(work_dir, f"{entry['case']}_{s}.nii.gz") for s in sequences]
+        return {**entry, "image": files, PREPROCESS_KEY: plan}
 
 
 def is_dicom_case(folder: str) -> bool:

@@ -24,8 +24,8 @@ from custom_nets.data.errors import DataError
 # the defaults of inference.json's max_border_fraction, max_rim_ratio and max_outline_mm
 LIMITS = {"max_border_fraction": 0.05, "max_rim_ratio": 1.2, "max_outline_mm": 3.0}
 ADVICE = (
-    "skull-strip and co-register the sequences first (README, Clinical data), or set input_checks false if the "
-    "model was trained on such inputs"
+    "skull-strip and co-register the sequences first: set preprocess true, or run python -m custom_nets.preprocess "
+    "(README, Clinical data); or set input_checks false if the model was trained on such inputs"
 )
 
 

@@ -245,3 +245,41 @@ def test_a_radiotherapy_target_is_one_coded_segment_of_a_t1c_series(tmp_path):
     assert segment.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "309825002"  # spatial and relational
     assert int(np.asarray(seg.get_volume().array).sum()) == int(target.sum())
     assert dciodvfy_errors(path) == []
+
+
+def test_a_series_moved_into_another_frame_of_reference_is_registered_and_segmented(dicom_run, tmp_path):
+    from custom_nets.data.synthetic import synthesize
+    from tests.dicom_helpers import itk_volume, write_series
+
+    source = synthesize(str(tmp_path / "nifti"), num_cases=1, seed=17, shape=(64, 64, 48), progress=False)[0]
+    folder = tmp_path / "data" / "moved"
+    dicom_case(source, str(folder), {k: v for k, v in STANDARD.items() if k != "t2"}, OBLIQUE, coarse=())
+    # T2 from another session: its own frame of reference, the head turned 6 degrees and 5 mm away
+    t2 = np.asanyarray(nib.load(glob.glob(os.path.join(source, "*_t2.nii.gz"))[0]).dataobj)
+    turned = itk_volume(t2, (1.0, 1.0, 1.0), (-25.0, -40.0, -20.0), rotation(21, 10))
+    write_series(turned, str(folder / "series_4"), "AX T2 FSE", "1.2.826.0.1.3680043.8.498.4242", 4, "1.2.3.4242")
+    out = tmp_path / "out"
+    result = run_bundle(
+        None,
+        ["configs/inference.json", dicom_run["tiny"]],
+        check=False,
+        dataset_dir=tmp_path / "data",
+        ckpt_dir=dicom_run["models"],
+        output_dir=out,
+        preprocess="true",
+        brain_ml_range="[20,2500]",  # a synthetic brain of 64x64x48 mm
+        save_png="false",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "inference_summary.json").read_text())["cases"]["moved"]
+    done = record["preprocessing"]
+    assert done["reference"] == "flair" and done["registration"]["t2"]["converged"]
+    assert abs(done["registration"]["t2"]["rotation_degrees"] - 6.0) < 1.0
+    assert 20 < done["brain_ml"] < 120 and done["skull_stripped_on"] == "t1"
+    flair = series_of(str(folder), "AX T2 FLAIR")
+    seg = hd.seg.segread(out / "moved_seg.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == flair[0].SeriesInstanceUID
+    labels = nib.load(out / "moved.nii.gz")
+    assert labels.shape == (int(flair[0].Columns), int(flair[0].Rows), len(flair))  # on the reference series
+    assert (out / "preprocessed" / "moved" / "moved_brain_mask.nii.gz").exists()
+    assert (out / "preprocessed" / "moved" / "moved_t2.tfm").exists()

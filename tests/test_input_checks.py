@@ -54,7 +54,7 @@ def test_unstripped_and_misaligned_inputs_are_named():
     problem, channels = input_problem(misaligned(image), SEQUENCES)
     assert "input check 'co-registered' failed: the outline of t2's non-zero voxels lies 4.5 mm from flair's" in problem
     assert channels == [0, 3]
-    with pytest.raises(InputCheckError, match="skull-strip and co-register the sequences first"):
+    with pytest.raises(InputCheckError, match="skull-strip and co-register the sequences first: set preprocess true"):
         CheckInputsd("image", task="brats2021")({"image": torch.from_numpy(with_shell(image))})
     assert CheckInputsd("image", task="brats2021", enabled=False)({"image": with_shell(image)})
 

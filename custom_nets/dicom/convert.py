@@ -61,6 +61,39 @@ def same_grid(a: itk.Image, b: itk.Image, atol: float = 1e-4) -> bool:
     )
 
 
+def read_case_series(
+    case: str,
+    folder: str,
+    modalities: Sequence[str],
+    reference: str,
+    work_dir: str,
+    rules: Mapping[str, str] | None = None,
+    mapping_file: str = MAPPING_FILE,
+    max_voxels: int = MAX_VOXELS_PER_IMAGE,
+    same_frame: bool = True,
+) -> tuple[dict[str, itk.Image], str]:
+    """``{modality: ITK image}`` of the series chosen for ``reference`` and ``modalities``, and the folder of the
+    reference series. Raises ``DataError`` naming the case and the series when a modality is missing or ambiguous, a
+    series' headers claim more than ``max_voxels`` voxels (checked before any pixel data is read), or, with
+    ``same_frame``, a series lies in another frame of reference than the reference's (it would need registration)."""
+    series = find_series(case, folder)
+    needed = list(dict.fromkeys([reference, *modalities]))
+    chosen = assign_modalities(case, folder, series, needed, rules, mapping_file)
+    frame = chosen[reference].frame_of_reference
+    for modality, s in chosen.items():
+        if same_frame and s.frame_of_reference != frame:
+            raise DataError(
+                f"case {case}: the {modality} series {s} lies in frame of reference {s.frame_of_reference or '(none)'}"
+                f", the {reference} series {chosen[reference]} in {frame or '(none)'}: they need registration, which "
+                f"this step does not do (it resamples in physical space only; set preprocess true to register)."
+            )
+    for modality, s in chosen.items():
+        check_voxel_budget(case, f"the {modality} series {s}", s.shape, max_voxels)
+    os.makedirs(work_dir, exist_ok=True)
+    images = {modality: _read(case, modality, s, work_dir) for modality, s in chosen.items()}
+    return images, series_folder(chosen[reference], work_dir)
+
+
 def convert_case(
     case: str,
     folder: str,
@@ -72,28 +105,15 @@ def convert_case(
     max_voxels: int = MAX_VOXELS_PER_IMAGE,
 ) -> tuple[list[str], str]:
     """Writes ``<work_dir>/<case>_<m>.nii.gz`` for each of ``modalities`` on the grid of the ``reference`` modality's
-    series; returns those paths and the folder of the reference series (for the DICOM outputs). Raises ``DataError``
-    naming the case and the series when a modality is missing or ambiguous, or a series lies in another frame of
-    reference (it would need registration), or a series' headers claim more than ``max_voxels`` voxels (checked before
-    any pixel data is read)."""
-    series = find_series(case, folder)
-    needed = list(dict.fromkeys([reference, *modalities]))
-    chosen = assign_modalities(case, folder, series, needed, rules, mapping_file)
-    frame = chosen[reference].frame_of_reference
-    for modality, s in chosen.items():
-        if s.frame_of_reference != frame:
-            raise DataError(
-                f"case {case}: the {modality} series {s} lies in frame of reference {s.frame_of_reference or '(none)'}"
-                f", the {reference} series {chosen[reference]} in {frame or '(none)'}: they need registration, which "
-                f"this step does not do (it resamples in physical space only)."
-            )
-    for modality, s in chosen.items():
-        check_voxel_budget(case, f"the {modality} series {s}", s.shape, max_voxels)
-    os.makedirs(work_dir, exist_ok=True)
-    grid = _read(case, reference, chosen[reference], work_dir)
+    series (``read_case_series``, one frame of reference); returns those paths and the folder of the reference series
+    (for the DICOM outputs)."""
+    images, series_dir = read_case_series(
+        case, folder, modalities, reference, work_dir, rules, mapping_file, max_voxels
+    )
+    grid = images[reference]
     paths = []
     for modality in modalities:
-        image = grid if modality == reference else _read(case, modality, chosen[modality], work_dir)
+        image = images[modality]
         if not same_grid(image, grid):
             interpolator = itk.LinearInterpolateImageFunction[FloatImage, itk.D].New()
             image = itk.resample_image_filter(
@@ -103,4 +123,4 @@ def convert_case(
         with atomic_path(path) as temporary:
             itk.imwrite(image, temporary, compression=True)
         paths.append(path)
-    return paths, series_folder(chosen[reference], work_dir)
+    return paths, series_dir
