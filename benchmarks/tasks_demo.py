@@ -21,7 +21,7 @@ from bundle_runs import ROOT, bundle  # noqa: E402
 
 
 def run_task(task: str, out: str, num_cases: int, epochs: int, seed: int) -> dict:
-    """The commands a user runs, as the README's Tasks section writes them: the data CLI, then the bundle's
+    """The commands a user runs, as docs/tasks.md writes them: the data CLI, then the bundle's
     training, evaluation and inference; the figures come from the files they write."""
     from custom_nets.data.tasks import load_task
 

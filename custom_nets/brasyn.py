@@ -212,7 +212,14 @@ def main() -> None:
     def command(
         run_dir: str, dataset_dir: str, real_run_dir: str | None = None, output_dir: str | None = None, png=True
     ):
-        evaluate(run_dir, dataset_dir, real_run_dir, output_dir, png)  # fire would print the returned summary
+        from custom_nets.data.errors import DataError
+        from custom_nets.data.tasks import TaskError
+        from custom_nets.utils import refuse
+
+        try:
+            evaluate(run_dir, dataset_dir, real_run_dir, output_dir, png)  # fire would print the returned summary
+        except (DataError, TaskError, ValueError, FileNotFoundError) as error:  # one line, exit code 2
+            refuse(str(error).replace("\n", " "))
 
     command.__doc__ = __doc__
     fire.Fire(command)

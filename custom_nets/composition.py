@@ -158,6 +158,6 @@ def refuse_checkpoint_savers(handlers: Sequence) -> Sequence:
     if savers:
         refuse(
             f"the evaluation's handlers hold {savers[0]}, which would rewrite the model it evaluates; the configs are "
-            f"merged in the wrong order (see the README's table of --config_file lists)."
+            f"merged in the wrong order (see docs/configs.md, the table of --config_file lists)."
         )
     return handlers

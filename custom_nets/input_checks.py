@@ -25,7 +25,7 @@ from custom_nets.data.errors import DataError
 LIMITS = {"max_border_fraction": 0.05, "max_rim_ratio": 1.2, "max_outline_mm": 3.0}
 ADVICE = (
     "skull-strip and co-register the sequences first: set preprocess true, or run python -m custom_nets.preprocess "
-    "(README, Clinical data); or set input_checks false if the model was trained on such inputs"
+    "(docs/clinical.md); or set input_checks false if the model was trained on such inputs"
 )
 
 

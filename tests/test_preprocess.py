@@ -116,3 +116,26 @@ def test_deepbet_strips_a_synthetic_head_and_an_implausible_brain_is_refused(tmp
     skipped = json.loads((tmp_path / "refused" / "preprocess_record.json").read_text())["cases"][case]
     assert skipped["status"] == "skipped" and "mL, outside a brain's 1200-2500 mL" in skipped["reason"]
     assert not glob.glob(str(tmp_path / "refused" / case / "*_t1c.nii.gz"))
+
+
+@pytest.mark.parametrize(
+    "module, args, message",
+    [
+        (
+            "custom_nets.preprocess",
+            ["/nonexistent/scans", "/tmp/out"],
+            "/nonexistent/scans: dataset folder does not exist",
+        ),
+        (
+            "custom_nets.brasyn",
+            ["--run_dir", "/nonexistent/run", "--dataset_dir", "/nonexistent/data"],
+            "does not exist",
+        ),
+    ],
+)
+def test_command_line_refusals_are_one_line(module, args, message):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    done = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    refused = [line for line in done.stderr.splitlines() if line.startswith("refused:")]
+    assert len(refused) == 1 and message in refused[0]

@@ -263,7 +263,7 @@ def verify_case(
                 + "; ".join(f"{t.name} ({t.description})" for t in fitting[:3])
                 + f": use --task {fitting[0].name}"
                 if fitting and len(present) == len(values)
-                else "; give a task JSON of your own (see the README's 'Bring your own labels')"
+                else "; give a task JSON of your own (see docs/tasks.md, 'Bring your own labels')"
             )
             raise DataError(
                 f"case {case}: label {path} holds values {unexpected[:10]} outside the task {task.summary()}{hint}."

@@ -24,6 +24,8 @@ def _is_case_folder(folder: str) -> bool:
     """A folder holding image files itself (one case), not case folders."""
     from pydicom.misc import is_dicom
 
+    if not os.path.isdir(folder):
+        return False  # scan_dataset names the missing folder
     names = [n for n in os.listdir(folder) if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
     return any(n.endswith((".nii", ".nii.gz")) or is_dicom(os.path.join(folder, n)) for n in names)
 
