@@ -212,17 +212,12 @@ def main() -> None:
     def command(
         run_dir: str, dataset_dir: str, real_run_dir: str | None = None, output_dir: str | None = None, png=True
     ):
-        from custom_nets.data.errors import DataError
-        from custom_nets.data.tasks import TaskError
-        from custom_nets.utils import refuse
+        evaluate(run_dir, dataset_dir, real_run_dir, output_dir, png)
 
-        try:
-            evaluate(run_dir, dataset_dir, real_run_dir, output_dir, png)  # fire would print the returned summary
-        except (DataError, TaskError, ValueError, FileNotFoundError) as error:  # one line, exit code 2
-            refuse(str(error).replace("\n", " "))
+    from custom_nets.utils import refusing
 
     command.__doc__ = __doc__
-    fire.Fire(command)
+    fire.Fire(refusing(command))
 
 
 if __name__ == "__main__":

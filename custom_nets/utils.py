@@ -115,6 +115,22 @@ def save_nifti(image, path: str) -> str:
     return path
 
 
+def refusing(function):
+    """A command-line entry point whose refusals (``ValueError``, which ``DataError`` and ``TaskError`` are, and a
+    missing file) are one line on stderr with exit code 2, never a traceback; its return value is not printed (fire
+    would print it)."""
+    import functools
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            function(*args, **kwargs)
+        except (ValueError, FileNotFoundError) as error:
+            refuse(str(error).replace("\n", " "))
+
+    return run
+
+
 def refuse(message: str) -> None:
     """Stops a run before any work: ``refused: <message>`` on stderr and exit code 2."""
     import sys
