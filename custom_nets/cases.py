@@ -109,33 +109,16 @@ def prepare_scans(entry: dict, max_voxels: int = MAX_VOXELS_PER_IMAGE) -> dict:
     ``RECORD_KEY``."""
     import json
 
-    import itk
-
-    from custom_nets.preprocess.case import prepare_case
+    from custom_nets.preprocess.case import prepare_case, read_scans
 
     plan = entry[PREPROCESS_KEY]
     case = entry["case"]
     rest = {k: v for k, v in entry.items() if k not in (PREPROCESS_KEY, DICOM_KEY)}
-    if DICOM_KEY in entry:
-        from custom_nets.dicom.convert import read_case_series
-
-        dicom = entry[DICOM_KEY]
-        images, series_dir = read_case_series(
-            case,
-            dicom["folder"],
-            plan["sequences"],
-            plan["reference"],
-            dicom["work_dir"],
-            dicom["rules"],
-            dicom["mapping_file"],
-            max_voxels,
-            same_frame=False,
-        )
+    images, series_dir = read_scans(
+        case, plan["sequences"], plan["reference"], plan["sources"], entry.get(DICOM_KEY), max_voxels
+    )
+    if series_dir is not None:
         rest["dicom_series"] = series_dir
-    else:
-        check_image_files({"case": case, "image": plan["sources"]}, max_voxels)
-        images = {s: itk.imread(p, itk.F) for s, p in zip(plan["sequences"], plan["sources"], strict=True)}
-    images = {s: images[s] for s in plan["sequences"]}
     paths, record = prepare_case(
         case, images, plan["reference"], plan["work_dir"], plan["skull_strip"], plan["brain_ml_range"]
     )

@@ -14,6 +14,7 @@ import itk
 import numpy as np
 
 from custom_nets.data.errors import DataError
+from custom_nets.data.images import MAX_VOXELS_PER_IMAGE, check_image_files
 from custom_nets.utils import atomic_path
 
 STRIP_ORDER = ("t1", "t1n", "t1ce", "t1c")  # deepbet was trained on T1-weighted scans
@@ -23,6 +24,37 @@ BRAIN_ML_RANGE = (400.0, 2500.0)  # far outside it, a mask is not a brain (an in
 def strip_sequence(sequences: Sequence[str], reference: str) -> str:
     """The sequence the brain mask is computed on: the first T1-weighted one, else the reference."""
     return next((s for s in STRIP_ORDER if s in sequences), reference)
+
+
+def read_scans(
+    case: str,
+    sequences: Sequence[str],
+    reference: str,
+    files: Sequence[str] | None = None,
+    dicom: Mapping | None = None,
+    max_voxels: int = MAX_VOXELS_PER_IMAGE,
+) -> tuple[dict[str, itk.Image], str | None]:
+    """``{sequence: ITK image}`` of one case, before any alignment: its NIfTI ``files`` (in ``sequences``' order, each
+    checked first: readable, finite, not empty, within ``max_voxels``) or its DICOM series (``dicom``: ``folder``,
+    ``work_dir``, ``rules``, ``mapping_file``), read in whatever frames of reference they lie; and the reference
+    series' folder of a DICOM case (None for NIfTI)."""
+    if dicom is not None:
+        from custom_nets.dicom.convert import read_case_series
+
+        images, series_dir = read_case_series(
+            case,
+            dicom["folder"],
+            list(sequences),
+            reference,
+            dicom["work_dir"],
+            dicom.get("rules"),
+            dicom.get("mapping_file", "modalities.json"),
+            max_voxels,
+            same_frame=False,
+        )
+        return {s: images[s] for s in sequences}, series_dir
+    check_image_files({"case": case, "image": list(files)}, max_voxels)
+    return {s: itk.imread(path, itk.F) for s, path in zip(sequences, files, strict=True)}, None
 
 
 def _write(image: itk.Image, path: str) -> str:

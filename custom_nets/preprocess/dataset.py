@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from custom_nets.cases import CaseRecord
 from custom_nets.data.datalist import DataError, choose_task, scan_dataset
-from custom_nets.data.tasks import Task, load_task
-from custom_nets.preprocess.case import BRAIN_ML_RANGE, prepare_case
+from custom_nets.data.tasks import load_task
+from custom_nets.preprocess.case import BRAIN_ML_RANGE, prepare_case, read_scans
 from custom_nets.utils import atomic_path
 
 
@@ -28,32 +28,6 @@ def _is_case_folder(folder: str) -> bool:
         return False  # scan_dataset names the missing folder
     names = [n for n in os.listdir(folder) if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
     return any(n.endswith((".nii", ".nii.gz")) or is_dicom(os.path.join(folder, n)) for n in names)
-
-
-def read_images(entry: dict, task: Task, reference: str, work_dir: str, max_voxels: int) -> dict[str, itk.Image]:
-    """The sequences of one scanned case as ITK images (a DICOM case's series in any frames of reference)."""
-    if "dicom" in entry:
-        from custom_nets.dicom.convert import read_case_series
-
-        images, _ = read_case_series(
-            entry["case"],
-            entry["dicom"],
-            list(task.sequences),
-            reference,
-            work_dir,
-            max_voxels=max_voxels,
-            same_frame=False,
-        )
-        return {s: images[s] for s in task.sequences}
-    if not isinstance(entry["image"], list):
-        raise DataError(f"case {entry['case']}: a 4D Decathlon image holds co-registered sequences already.")
-    images = {}
-    for sequence, path in zip(task.sequences, entry["image"], strict=True):
-        try:
-            images[sequence] = itk.imread(path, itk.F)
-        except Exception as error:
-            raise DataError(f"case {entry['case']}: cannot read {path} ({type(error).__name__}: {error}).") from error
-    return images
 
 
 def preprocess(
@@ -124,8 +98,17 @@ def preprocess(
                 record.left(case)
                 continue
             try:
-                images = read_images(
-                    entry, chosen_task, reference, os.path.join(output_dir, ".dicom", case), int(max_voxels_per_image)
+                if "dicom" in entry:
+                    sources, dicom = (
+                        None,
+                        {"folder": entry["dicom"], "work_dir": os.path.join(output_dir, ".dicom", case)},
+                    )
+                elif isinstance(entry["image"], list):
+                    sources, dicom = entry["image"], None
+                else:
+                    raise DataError(f"case {case}: a 4D Decathlon image holds co-registered sequences already.")
+                images, _ = read_scans(
+                    case, chosen_task.sequences, reference, sources, dicom, int(max_voxels_per_image)
                 )
                 _, done = prepare_case(case, images, reference, folder, strip, brain_ml_range, names)
                 if entry.get("label"):

@@ -20,14 +20,11 @@ def _extractor():
 
 
 def itk_to_nifti(image: itk.Image) -> nib.Nifti1Image:
-    """An ITK image as the nibabel image with the same voxels and affine (RAS), without a file."""
-    voxels = np.transpose(itk.array_from_image(image), (2, 1, 0)).astype(np.float32)
-    direction = itk.array_from_matrix(image.GetDirection())
-    affine = np.eye(4)
-    affine[:3, :3] = direction @ np.diag(np.asarray(image.GetSpacing(), dtype=float))
-    affine[:3, 3] = np.asarray(image.GetOrigin(), dtype=float)
-    lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
-    return nib.Nifti1Image(voxels, lps_to_ras @ affine)
+    """An ITK image as the nibabel image with the same voxels and (RAS) affine, without a file (MONAI's reader)."""
+    from monai.data import ITKReader
+
+    voxels, meta = ITKReader(affine_lps_to_ras=True).get_data(image)
+    return nib.Nifti1Image(np.asarray(voxels, dtype=np.float32), np.asarray(meta["affine"], dtype=float))
 
 
 def brain_mask(image: itk.Image) -> tuple[np.ndarray, float]:
