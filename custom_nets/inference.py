@@ -81,6 +81,11 @@ class CaseSelection:
         unknown += [str(m).lower() for m in dicom_rules or {} if str(m).lower() not in known_rules]
         if unknown:
             raise ValueError(f"unknown modalities {unknown}; the task {self.task.name} has {list(sequences)}.")
+        if preprocess and modalities:
+            raise ValueError(
+                "preprocess prepares every sequence of the task for segmentation; synthesis and missing-"
+                "sequence runs read prepared cases (run python -m custom_nets.preprocess first)."
+            )
         layout, cases = scan_dataset(
             dataset_dir, problems=problems, required=modalities or sequences, dicom=is_dicom_case, task=self.task
         )
@@ -149,8 +154,6 @@ class CaseSelection:
             "skull_strip": bool(self.task.skull_stripped),
             "brain_ml_range": [float(v) for v in brain_ml_range],
         }
-        if DICOM_KEY in entry:
-            entry[DICOM_KEY]["register"] = True
         files = [os.path.join(work_dir, f"{entry['case']}_{s}.nii.gz") for s in sequences]
         return {**entry, "image": files, PREPROCESS_KEY: plan}
 
