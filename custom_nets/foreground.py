@@ -17,6 +17,7 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data.utils import affine_to_spacing
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage
@@ -84,7 +85,7 @@ class HeadMaskd(MapTransform):
         for key in self.key_iterator(d):
             image = d[key]
             affine = getattr(image, "affine", None)
-            spacing = (1.0,) * 3 if affine is None else tuple(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+            spacing = (1.0,) * 3 if affine is None else tuple(float(v) for v in affine_to_spacing(affine, r=3))
             mask = head_mask(image, spacing, self.sigma_mm, self.min_fraction)
             inside = convert_to_dst_type(torch.from_numpy(mask)[None], image, dtype=torch.bool)[0]
             d[key] = image * inside

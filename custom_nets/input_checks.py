@@ -16,6 +16,7 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data.utils import affine_to_spacing
 from monai.transforms import MapTransform
 from scipy import ndimage
 
@@ -153,7 +154,7 @@ class CheckInputsd(MapTransform):
             image = np.asarray(torch.as_tensor(data[key]).detach().cpu())
             names = self.sequences if len(self.sequences) == len(image) else [f"channel {i}" for i in range(len(image))]
             affine = getattr(data[key], "affine", None)
-            spacing = (1.0,) * 3 if affine is None else tuple(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+            spacing = (1.0,) * 3 if affine is None else tuple(float(v) for v in affine_to_spacing(affine, r=3))
             problem = input_problem(image, names, self.skull_stripped, spacing=spacing, **self.limits)
             if problem:
                 raise InputCheckError(f"{problem[0]}; {ADVICE}.", problem[1])
