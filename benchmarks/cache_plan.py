@@ -1,6 +1,6 @@
 """Bytes per cached case on a BraTS-sized case, and what the default training configs project for BraTS 2021.
 
-    python benchmarks/bench.py --cache_plan        (or python benchmarks/cache_plan.py)
+    python benchmarks/cache_plan.py [--figures docs/figures/cache_plan]     (or python benchmarks/bench.py --cache_plan)
 
 One synthetic case of 240x240x155 (a head drawn in a 172x190x155 box centred in the BraTS grid, whose brain spans
 about 140x172x125 voxels, as BraTS brains do) and its labels are written as NIfTI files and run through
@@ -92,6 +92,53 @@ def report(plan: dict) -> None:
     print(f"per rank of {RANKS}: projected host memory for the data cache {plan['host_gib_per_rank']:.1f} GiB")
 
 
+def table(plan: dict) -> str:
+    from figures import markdown_table
+
+    header = [
+        f"BraTS 2021, {BRATS_CASES} cases, fold 0 of {FOLDS} held out "
+        f"({plan['training_cases']} training, {plan['validation_cases']} validation)",
+        "per cached case",
+        "one process",
+        f"per rank of {RANKS}",
+    ]
+    rows = [
+        [
+            "training case (brain box, labels, tumour/brain sample indices)",
+            f"{plan['training_case_mb']:.1f} MB",
+            f"{plan['training_cases']} cases",
+            f"{math.ceil(plan['training_cases'] / RANKS)} cases",
+        ],
+        [
+            "validation case (the whole normalised volume)",
+            f"{plan['validation_case_mb']:.1f} MB",
+            f"{plan['validation_cases']} cases",
+            f"{math.ceil(plan['validation_cases'] / RANKS)} cases",
+        ],
+        [
+            f'default (`cache "{plan["cache"]}"`): host memory for the cache / the cache\'s size',
+            "",
+            f"{plan['host_gib_one_process']:.1f} GiB / {plan['cache_gib_one_process']:.1f} GiB",
+            f"{plan['host_gib_per_rank']:.1f} GiB / {plan['cache_gib_per_rank']:.1f} GiB",
+        ],
+    ]
+    return markdown_table(header, rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--figures", help="write the figures to <FIGURES>.json and <FIGURES>.md (docs/figures/...)")
+    args = parser.parse_args(argv)
+    plan = measure()
+    report(plan)
+    if args.figures:
+        from figures import write_figures
+
+        write_figures(args.figures, plan, table(plan))
+
+
 if __name__ == "__main__":
     sys.path.insert(0, ROOT)
-    report(measure())
+    main()

@@ -1,7 +1,8 @@
 """Mean against learned ensemble (the Vox2Vox paper's 3x3x3 ensembler) on the demo data, through the bundle's own
 commands, as a user would run them (from ``bundle/``):
 
-    python benchmarks/learned_ensemble.py --data demo/data --out runs/learned_ensemble --epochs 30
+    python benchmarks/learned_ensemble.py --data demo/data --out runs/learned_ensemble --epochs 30 \
+        [--figures docs/figures/learned_ensemble]   # writes <figures>_dice and <figures>_uncertainty (.md, .json)
 
 1. Fold models k = 1..4 at the quick widths: fold k validates, folds {1..4} minus k train; fold 0 (the demo's
    held-out cases) is seen by no member (``--train_datalist`` excludes it).
@@ -25,6 +26,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 from bundle_runs import bundle
+from figures import markdown_table, write_figures
 
 MEMBERS = (1, 2, 3, 4)
 
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/learned_ensemble")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of each fold model")
     parser.add_argument("--ensembler_epochs", type=int, default=20)
+    parser.add_argument("--figures", help="write the figures to <FIGURES>_dice and <FIGURES>_uncertainty (.json, .md)")
     args = parser.parse_args()
     data, out = os.path.abspath(args.data), os.path.abspath(args.out)
     datalist = json.load(open(os.path.join(data, "datalist.json")))["training"]
@@ -124,6 +127,30 @@ def main() -> None:
     spearman = correlation["spearman_uncertainty_vs"]
     print("Spearman (uncertainty vs Dice): " + ", ".join(f"{k} {v}" for k, v in spearman.items()))
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    if args.figures:
+        caption = (
+            f"{len(MEMBERS)} members at the quick widths, one per fold 1-4, each trained {args.epochs} epochs on the "
+            f"other three; the ensembler {args.ensembler_epochs} epochs on folds 1-4; held-out fold 0, "
+            f"{len(held_out)} cases"
+        )
+        dice_rows = [[f"`ensemble {e}`", *(f"{d[r]:.3f}" for r in ("WT", "TC", "ET"))] for e, d in results.items()]
+        table = markdown_table(["mean Dice (BraTS convention)", "WT", "TC", "ET"], dice_rows)
+        write_figures(f"{args.figures}_dice", {"dice": results, "seconds": seconds}, f"{caption}.\n\n{table}")
+        case_rows = [
+            [row["case"], f"{float(row['uncertainty']):.4f}", f"{float(row['member_dice']):.4f}"]
+            + [f"{float(row[f'dice_{r}']):.3f}" for r in ("WT", "TC", "ET")]
+            for row in sorted(rows, key=lambda r: -float(r["uncertainty"]))
+        ]
+        header = ["held-out case (reviewed first at the top)", "uncertainty", "member_dice", "WT", "TC", "ET"]
+        spearman_line = "Spearman's rank correlation of `uncertainty` with Dice: " + ", ".join(
+            f"{k} {v}" for k, v in spearman.items()
+        )
+        write_figures(
+            f"{args.figures}_uncertainty",
+            {"cases": rows, "correlation": correlation},
+            f"{caption}; `run evaluating` with `ensemble learned`.\n\n{markdown_table(header, case_rows)}\n"
+            f"{spearman_line}.\n",
+        )
 
 
 if __name__ == "__main__":

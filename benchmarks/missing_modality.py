@@ -1,7 +1,8 @@
 """Missing-modality segmentation on the demo's held-out cases, one row per dropped sequence, through the bundle's own
 commands as a user runs them (from ``bundle/``):
 
-    python benchmarks/missing_modality.py --data demo/data --out runs/missing_modality --epochs 60
+    python benchmarks/missing_modality.py --data demo/data --out runs/missing_modality --epochs 60 \
+        [--figures docs/figures/missing_modality]   # also writes the table and its figures there (.md, .json)
 
 1. Four synthesis models at the quick widths (``configs/synthesis.json --target_modality t``, each from the other
    three), and a segmentation model at the quick widths unless ``--seg_model`` is given: fold 1 validates, folds 2-4
@@ -24,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bundle_runs import bundle  # noqa: E402
+from figures import markdown_table, write_figures  # noqa: E402
 
 from custom_nets.brasyn import REGIONS, evaluate  # noqa: E402
 from custom_nets.data.conventions import CHANNELS  # noqa: E402
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60, help="epochs of each synthesis model")
     parser.add_argument("--seg_model", default=None, help="a quick segmentation model that never saw fold 0")
     parser.add_argument("--seg_epochs", type=int, default=30)
+    parser.add_argument("--figures", help="write the figures to <FIGURES>.json and <FIGURES>.md (docs/figures/...)")
     args = parser.parse_args()
     data, out = os.path.abspath(args.data), os.path.abspath(args.out)
     datalist = json.load(open(os.path.join(data, "datalist.json")))["training"]
@@ -116,6 +119,25 @@ def main() -> None:
         line += "".join(f"{mean[f'dice_{r}_real']:>9.3f}{mean[f'dice_{r}_synthesized']:>9.3f}" for r in REGIONS)
         print(line)
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    if args.figures:
+        caption = (
+            f"held-out fold 0 ({len(held_out)} cases), one sequence dropped at a time, means over the cases; four "
+            f"synthesis models of {args.epochs} epochs and the segmentation model "
+            f"{'given' if args.seg_model else f'of {args.seg_epochs} epochs'}, trained on folds 2-4 at the quick "
+            "widths; real: the same segmentation model given all four real sequences"
+        )
+        header = ["dropped", "SSIM tumour", "SSIM non-tumour", "PSNR (dB)", "MSE"]
+        header += [f"{r} real / synth" for r in REGIONS]
+        rows = []
+        for target, summary in summaries.items():
+            mean = {k: v["mean"] for k, v in summary["all"].items()}
+            rows.append(
+                [target, f"{mean['ssim_tumour']:.4f}", f"{mean['ssim_non_tumour']:.4f}", f"{mean['psnr']:.2f}"]
+                + [f"{mean['mse']:.4f}"]
+                + [f"{mean[f'dice_{r}_real']:.3f} / {mean[f'dice_{r}_synthesized']:.3f}" for r in REGIONS]
+            )
+        figures = {"summaries": summaries, "seconds": seconds}
+        write_figures(args.figures, figures, f"{caption}.\n\n{markdown_table(header, rows)}")
 
 
 if __name__ == "__main__":

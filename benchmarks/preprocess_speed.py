@@ -5,6 +5,7 @@ per process: printed in the header). The moving sequences are misaligned as the 
 5 mm, FLAIR 3 degrees, T1ce as is); the recovered angle is printed beside each time.
 
     python benchmarks/preprocess_speed.py --shape 240 240 155 --picture bundle/docs/images/preprocess_head.png
+    python benchmarks/preprocess_speed.py --figures docs/figures/preprocess   # also writes its .json and .md
 
 ``--picture`` also draws a synthetic head (the ``men-rt`` synthesizer's T1c, 1 mm) before and after deepbet.
 """
@@ -20,6 +21,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from figures import markdown_table, write_figures  # noqa: E402
 
 
 def main() -> None:
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=[240, 240, 155])
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--picture", default=None)
+    parser.add_argument("--figures", help="write the figures to <FIGURES>.json and <FIGURES>.md (docs/figures/...)")
     args = parser.parse_args()
     import itk
     import torch
@@ -65,18 +68,19 @@ def main() -> None:
     start = time.perf_counter()
     _, ml = brain_mask(reference)
     rows.append(("skull strip (deepbet)", time.perf_counter() - start, f"{ml:.0f} mL"))
-    print(
-        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"ITK {itk.Version.GetITKVersion()}, {time.strftime('%Y-%m-%d')}: one synthetic case of "
+    caption = (
+        f"ITK {itk.Version.GetITKVersion()}, {torch.get_num_threads()} torch threads; one synthetic case of "
         f"{'x'.join(map(str, args.shape))} voxels; the process's first registration call (ITK's module loading and 5 "
         f"iterations per level) {first:.1f} s"
     )
+    print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {caption}")
     if args.picture:
         draw_head(args.picture)
-    print("| step | seconds | result |")
-    print("| --- | --- | --- |")
-    for name, seconds, result in rows:
-        print(f"| {name} | {seconds:.1f} | {result} |")
+    table = markdown_table(["step", "seconds", "result"], [[n, f"{t:.1f}", r] for n, t, r in rows])
+    print(table)
+    if args.figures:
+        figures = {"first_call_seconds": first, "steps": [{"step": n, "seconds": t, "result": r} for n, t, r in rows]}
+        write_figures(args.figures, figures, f"{caption}.\n\n{table}")
 
 
 def draw_head(path: str) -> None:

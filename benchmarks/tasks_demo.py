@@ -3,6 +3,7 @@ held-out fold; prints the validation Dice per region (the last epoch's, from the
 mean Dice and lesion-wise Dice per region, as JSON and as a Markdown table.
 
     python benchmarks/tasks_demo.py --out runs/tasks_demo --tasks brats2021 gli ped mets --num_cases 8 --epochs 6
+        [--figures docs/figures/tasks_demo]      # also writes the table and its figures there (.md, .json)
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bundle_runs import ROOT, bundle  # noqa: E402
+from figures import markdown_table, write_figures  # noqa: E402
 
 
 def run_task(task: str, out: str, num_cases: int, epochs: int, seed: int) -> dict:
@@ -96,28 +96,35 @@ def main() -> None:
     parser.add_argument("--num_cases", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--figures", help="write the figures to <FIGURES>.json and <FIGURES>.md (docs/figures/...)")
     args = parser.parse_args()
     results = [run_task(t, os.path.abspath(args.out), args.num_cases, args.epochs, args.seed) for t in args.tasks]
-    import monai
-    import torch
-
-    header = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"MONAI {monai.__version__}, {time.strftime('%Y-%m-%d')}: {args.num_cases} synthetic cases per task "
-        f"(seed {args.seed}), 4 folds, quick widths, {args.epochs} epochs, evaluation of fold 0"
+    caption = (
+        f"{args.num_cases} synthetic cases per task (seed {args.seed}), 4 folds, quick widths, {args.epochs} epochs, "
+        "evaluation of fold 0"
     )
     from custom_nets.utils import write_json
 
-    write_json(os.path.join(args.out, "tasks_demo.json"), {"header": header, "results": results})
-    print(header)
-    print("| task | train s | validation Dice, last epoch | evaluation mean Dice | lesion-wise Dice | inferred |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    write_json(os.path.join(args.out, "tasks_demo.json"), {"caption": caption, "results": results})
+    rows = []
     for r in results:
-        validation = ", ".join(f"{k} {v:.3f}" for k, v in r["validation_dice"].items())
-        dice = ", ".join(f"{k} {v:.3f}" for k, v in r["dice"].items())
         lesion = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in r["lesion_dice"].items())
-        row = f"{r['task']} | {r['train_seconds']:.0f} | {validation} | {dice} | {lesion} | {r['inference_written']}"
-        print(f"| {row} |")
+        rows.append(
+            [
+                f"`{r['task']}`",
+                f"{r['train_seconds']:.0f}",
+                ", ".join(f"{k} {v:.3f}" for k, v in r["validation_dice"].items()),
+                ", ".join(f"{k} {v:.3f}" for k, v in r["dice"].items()),
+                lesion,
+                f"{r['inference_written']} of {args.num_cases}",
+            ]
+        )
+    header = ["task", "train s", "validation Dice, last epoch", "evaluation mean Dice", "lesion-wise Dice", "inferred"]
+    table = markdown_table(header, rows)
+    print(caption)
+    print(table)
+    if args.figures:
+        write_figures(args.figures, {"caption": caption, "results": results}, f"{caption}.\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -217,7 +217,7 @@ def main() -> None:
     from custom_nets.utils import refusing
 
     command.__doc__ = __doc__
-    fire.Fire(refusing(command))
+    fire.Fire(refusing(command), name="custom_nets.brasyn")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,13 @@ def write_json(path: str, value, **kwargs) -> str:
     return path
 
 
+def write_text(path, text: str) -> str:
+    """``text`` to ``path`` atomically; returns ``path``."""
+    with atomic_path(str(path)) as temporary, open(temporary, "w") as f:
+        f.write(text)
+    return str(path)
+
+
 def remove_partials(folder: str) -> list[str]:
     """Removes what a killed writer left of its temporary files in ``folder``; returns their names."""
     if not os.path.isdir(folder):

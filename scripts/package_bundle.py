@@ -44,6 +44,10 @@ def package(
     """Writes the bundle (see the module); refuses (exit 2, one line) weights that cannot be read or do not fit."""
     if release_url and not weights:
         refuse("--release_url publishes weights: give them with --weights.")
+    try:
+        load_task(task)
+    except (TaskError, ValueError, FileNotFoundError) as error:
+        refuse(f"--task {task}: {' '.join(str(error).split())}")
     settings = weights_settings(weights, task) if weights else None
     target = Path(output_dir).resolve() / NAME
     if target.exists():
@@ -104,7 +108,9 @@ def weights_settings(weights: str, task: str) -> dict:
     except (TaskError, ValueError) as error:
         refuse(f"--weights {weights}: {str(error).splitlines()[0]}")
     except Exception as error:  # torch's loader raises many types for a damaged file
-        refuse(f"--weights {weights} cannot be read as a state dict ({type(error).__name__}: {error})")
+        reason = " ".join(str(error).split())
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        refuse(f"--weights {weights} cannot be read as a state dict ({type(error).__name__}: {reason})")
     expected = (len(definition.sequences), definition.num_classes)
     if (settings["in_channels"], settings["out_channels"]) != expected:
         refuse(

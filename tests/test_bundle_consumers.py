@@ -95,6 +95,10 @@ def test_package_refuses_weights_that_do_not_fit_in_one_line(packed, tmp_path):
     (tmp_path / "torn.pt").write_bytes((packed["root"] / "weights.pt").read_bytes()[:5000])
     torn = subprocess.run([*script, "--weights", str(tmp_path / "torn.pt")], capture_output=True, text=True, env=env)
     assert torn.returncode == 2 and torn.stderr.startswith(f"refused: --weights {tmp_path / 'torn.pt'} cannot be read")
+    assert torn.stderr.count("\n") == 1, torn.stderr
+    unknown = subprocess.run([*script, "--task", "brats2019"], capture_output=True, text=True, env=env)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("refused: --task brats2019: unknown task 'brats2019'")
+    assert unknown.stderr.count("\n") == 1, unknown.stderr
     assert not (tmp_path / NAME).exists()
 
 

@@ -13,7 +13,8 @@ def main() -> None:
         {
             name: refusing(f)
             for name, f in (("synthesize", synthesize), ("datalist", write_datalist), ("montage", montage))
-        }
+        },
+        name="custom_nets.data",
     )
 
 

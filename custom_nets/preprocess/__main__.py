@@ -7,7 +7,7 @@ from custom_nets.utils import refusing
 
 
 def main() -> None:
-    fire.Fire(refusing(preprocess))
+    fire.Fire(refusing(preprocess), name="custom_nets.preprocess")
 
 
 if __name__ == "__main__":
