@@ -50,7 +50,7 @@ figure-speed_64: setup
 figure-speed_128: setup
 	$(PY) benchmarks/bench.py --crop 128 --iterations 2 --skip_data --skip_inference --figures $(FIGURE_DIR)/speed_128
 figure-checkpointing: setup
-	$(PY) benchmarks/memory.py --crop 128 --batches 1,2,4 --figures $(FIGURE_DIR)/checkpointing
+	$(PY) benchmarks/memory.py --crop 128 --batches 1,2,4 --iterations 1 --figures $(FIGURE_DIR)/checkpointing
 figure-cache_plan: setup
 	$(PY) benchmarks/cache_plan.py --figures $(FIGURE_DIR)/cache_plan
 figure-preprocess: setup
