@@ -1,4 +1,4 @@
-"""Regenerates the generated parts of ``docs/*.md`` and ``README.md``: the config-id tables (from the configs and the
+"""Regenerates the generated parts of ``docs/*.md``, ``README.md`` and the model card ``bundle/docs/README.md``: the config-id tables (from the configs and the
 one-line descriptions in ``bundle/docs/config_ids.yaml``) and the measured tables (from ``docs/figures/<name>.md``,
 which the benchmarks write). Everything else on a page is left as it is.
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "bundle" / "configs"
 DESCRIPTIONS = ROOT / "bundle" / "docs" / "config_ids.yaml"
 FIGURES = ROOT / "docs" / "figures"
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "bundle" / "docs" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # the order a user meets them; any other config follows
 CONFIG_ORDER = (
     "train.json",

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.bundle_helpers import BUNDLE, ROOT
 
 RUNNABLE = "<!-- runnable -->"
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", BUNDLE / "docs" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def runnable_blocks(page: Path) -> list[str]:
