@@ -68,6 +68,7 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--skip_data", action="store_true", help="skip the data-pipeline measurement")
     parser.add_argument("--data_dir", help="dataset (with datalist.json) for the data-pipeline measurement")
     parser.add_argument("--num_workers", type=int, help="loader workers for the data-pipeline measurement")
+    parser.add_argument("--data_cases", type=int, default=10, help="synthetic cases of the data-pipeline measurement")
     parser.add_argument("--dice_model", help="a quick-config model: compare the inferers' Dice on its held-out fold")
     parser.add_argument("--dice_data", default="demo/data", help="the dataset that model was trained on")
     parser.add_argument("--json", help="also write all the figures to this file")

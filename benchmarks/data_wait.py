@@ -1,6 +1,7 @@
 """The bundle's own training data pipeline at the quick config (the cached deterministic transforms, random crops
 and augmentation per iteration, the DataLoader with ``num_workers``) driving the real trainer on a synthetic
-dataset: how much of each iteration is spent waiting for data. The first epoch is a warm-up."""
+dataset (``--data_cases`` synthetic cases unless ``--data_dir`` is given): how much of each iteration is spent waiting
+for data. The first epoch is a warm-up."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _data_pipeline(args, scratch: str) -> dict:
     data_dir = args.data_dir
     if data_dir is None:
         data_dir = os.path.join(scratch, "data")
-        synthesize(data_dir, num_cases=10, seed=0, progress=False)
+        synthesize(data_dir, num_cases=args.data_cases, seed=0, progress=False)
         write_datalist(data_dir, num_folds=5, seed=0, verify=False)
     parser = ConfigParser()
     parser.read_config([os.path.join(BUNDLE, "configs/train.json"), os.path.join(BUNDLE, "configs/quick.json")])

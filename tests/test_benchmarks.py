@@ -12,7 +12,8 @@ def test_bench_prints_and_writes_all_training_figures(tmp_path):
     """With the switches the CUDA check uses (cudnn.benchmark is a no-op on CPU); live memory is labelled."""
     stem = tmp_path / "speed"
     cmd = [sys.executable, "benchmarks/bench.py", "--channels", "4,8,16,32", "--crop", "32", "--iterations", "1"]
-    cmd += ["--skip_inference", "--figures", str(stem), "--live_memory", "--checkpointing", "levels"]
+    cmd += ["--skip_inference", "--data_cases", "5", "--figures", str(stem)]
+    cmd += ["--live_memory", "--checkpointing", "levels"]
     cmd += ["--amp", "--amp_dtype", "bfloat16", "--channels_last", "--cudnn_benchmark"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
