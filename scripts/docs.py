@@ -1,6 +1,6 @@
-"""Regenerates the generated parts of ``docs/*.md``, ``README.md`` and the model card ``bundle/docs/README.md``: the config-id tables (from the configs and the
-one-line descriptions in ``bundle/docs/config_ids.yaml``) and the measured tables (from ``docs/figures/<name>.md``,
-which the benchmarks write). Everything else on a page is left as it is.
+"""Regenerates the generated parts of ``docs/*.md``, ``README.md`` and the model card ``bundle/docs/README.md``: the
+config-id tables (from the configs and the one-line descriptions in ``bundle/docs/config_ids.yaml``) and the measured
+tables (from ``docs/figures/<name>.md``, which the benchmarks write). Everything else on a page is left as it is.
 
     python scripts/docs.py           # rewrite the pages whose generated parts changed
     python scripts/docs.py --check   # exit 1 naming the pages that are out of date (a test runs this)
@@ -130,9 +130,7 @@ def id_table(group: str) -> str:
 def figure_table(name: str) -> str:
     path = FIGURES / f"{name}.md"
     if not path.is_file():
-        raise DocsError(
-            f"{path} does not exist: run the benchmark that writes it (the Makefile's figure-* targets, then `make docs`)"
-        )
+        raise DocsError(f"{path} does not exist: run the benchmark that writes it (a figure-* target of the Makefile)")
     return path.read_text()
 
 
