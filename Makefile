@@ -14,7 +14,7 @@ TEST_WORKERS ?= 2
 # halves a CPU training step (../shared/REFERENCE.md section 4).
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736:glibc.malloc.top_pad=1073741824
 
-.PHONY: setup test demo lint format clean docs docs-figures $(FIGURES)
+.PHONY: setup test demo lint format clean docs docs-figures
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,7 @@ demo: setup
 FIGURES := figure-speed_64 figure-speed_128 figure-checkpointing figure-cache_plan figure-preprocess figure-tasks_demo \
 	figure-tasks_demo_men_rt figure-demo figure-learned_ensemble figure-inferers figure-missing_modality
 FIGURE_DIR := docs/figures
+.PHONY: $(FIGURES)
 
 docs: setup
 	$(PY) scripts/docs.py
