@@ -93,8 +93,9 @@ def undocumented() -> tuple[list[str], list[str]]:
     return sorted(held - described), sorted(described - held)
 
 
-def show_default(value: object) -> str:
-    """A config value as a table cell: a component by its class, a long expression cut short."""
+def show_default(value: object, key: str) -> str:
+    """The value of config id ``key`` as a table cell: a component by its class, a long expression cut short, another
+    config's id by name (``inference's`` where it is the same id)."""
     if isinstance(value, dict) and "_target_" in value:
         text = value["_target_"].rsplit(".", 1)[-1]
     elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
@@ -102,9 +103,9 @@ def show_default(value: object) -> str:
     elif isinstance(value, dict):
         text = "{" + ", ".join(value) + "}"
     elif isinstance(value, str) and value.startswith("%"):  # another config's id: `%configs/inference.json#overlap`
-        config, key = value[1:].split("#", 1)
+        config, referenced = value[1:].split("#", 1)
         source = Path(config).stem
-        return f"{source}'s" if key.rsplit("#", 1)[-1] == key else f"{source}'s `{key}`"
+        return f"{source}'s" if referenced == key else f"{source}'s `{referenced}`"
     else:
         text = value if isinstance(value, str) else json.dumps(value)
     if len(text) > MAX_DEFAULT:
@@ -121,7 +122,7 @@ def id_table(group: str) -> str:
     for key, meaning in groups[group].items():
         cells: dict[str, list[str]] = {}
         for config, value in ids.get(key, []):
-            cells.setdefault(show_default(value), []).append(Path(config).stem)
+            cells.setdefault(show_default(value, key), []).append(Path(config).stem)
         defaults = "; ".join(f"{cell} ({', '.join(configs)})" for cell, configs in cells.items())
         lines.append(f"| `{key}` | {defaults} | {meaning} |")
     return "\n".join(lines) + "\n"
