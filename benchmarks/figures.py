@@ -70,6 +70,14 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def print_table(header: list[str], rows: list[list], first: int = 44, other: int = 18) -> None:
+    """``rows`` under ``header`` on the console: the first column left-aligned in ``first`` characters, the others
+    right-aligned in ``other``."""
+    print()
+    for row in [header, *rows]:
+        print(f"{row[0]:<{first}}" + "".join(f"{str(cell):>{other}}" for cell in row[1:]))
+
+
 def write_figures(stem: str, figures: dict, table: str, command: list[str] | None = None) -> None:
     """``<stem>.json`` holds ``figures`` with the provenance; ``<stem>.md`` the provenance line, the command and
     ``table``."""

@@ -12,7 +12,7 @@ import time
 
 import torch
 from common import BUNDLE, amp_dtype, memory_format, peak_memory_gib, run_child, sync
-from figures import markdown_table
+from figures import markdown_table, print_table
 
 DICE_KEYS = ("seconds_per_case", "dice_WT", "dice_TC", "dice_ET")
 
@@ -145,9 +145,7 @@ def report(results: dict) -> str:
         ["peak memory (GiB)", f"{configured['peak_memory_gib']:.2f}", f"{plain['peak_memory_gib']:.2f}"],
     ]
     ratio = f"configured / plain time: {configured['seconds'] / plain['seconds']:.2f}"
-    print(f"\n{header[0]:<44}{'configured':>14}{'plain SW':>14}")
-    for row in table:
-        print(f"{row[0]:<44}{row[1]:>14}{row[2]:>14}")
+    print_table(header, table, other=32)
     print(ratio)
     return markdown_table(header, table) + "\n" + ratio + ".\n"
 
@@ -159,7 +157,5 @@ def measure_dice(args) -> dict:
 def report_dice(results: dict) -> str:
     header = ["held-out cases padded into the BraTS grid", "configured", "plain sliding window"]
     table = [[key, f"{results['configured'][key]:.3f}", f"{results['plain'][key]:.3f}"] for key in DICE_KEYS]
-    print(f"\n{header[0]:<44}{'configured':>14}{'plain SW':>14}")
-    for row in table:
-        print(f"{row[0]:<44}{row[1]:>14}{row[2]:>14}")
+    print_table(header, table, other=22)
     return markdown_table(header, table)

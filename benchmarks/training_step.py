@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import torch
 from common import amp_dtype, memory_format, peak_memory_gib, run_child, sync
-from figures import markdown_table
+from figures import markdown_table, print_table
 
 from custom_nets.allocator import ENV_SWITCH
 
@@ -264,9 +264,7 @@ def ratios(results: dict) -> list[str]:
 def report(results: dict) -> str:
     """Prints the table; returns it in Markdown with the ratios below it."""
     header, table = rows(results)
-    print(f"\n{header[0]:<40}" + "".join(f"{h:>18}" for h in header[1:]))
-    for row in table:
-        print(f"{row[0]:<40}" + "".join(f"{cell:>18}" for cell in row[1:]))
+    print_table(header, table, first=40)
     for line in ratios(results):
         print(line)
     return markdown_table(header, table) + "\n" + "; ".join(ratios(results)) + ".\n"
